@@ -1,0 +1,35 @@
+"""The quick default: scikit-learn digits, an MLP, random vs three uncertainty scores, 3 seeds.
+
+Finishes in about a minute on 2 CPU cores (see BUILD_NOTES.md for the measured time)."""
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.dataset = "digits"
+  c.data_dir = ""
+  c.model = "mlp"
+  c.strategies = "random,entropy,least_confidence,margin"
+  c.seeds = 3
+  c.initial_size = 20
+  c.query_size = 10
+  c.rounds = 20
+  c.epochs = 50
+  c.batch_size = 32
+  c.optimizer = "adam"
+  c.learning_rate = 1e-3
+  c.momentum = 0.9
+  c.weight_decay = 0.0
+  c.reinit = True
+  c.uncertainty = "deterministic"
+  c.mc_samples = 20
+  c.ensemble_size = 5
+  c.pool_subset = 0
+  c.val_size = 50
+  c.classes = ""
+  c.class_map = ""
+  c.test_fraction = 0.25
+  c.cache_dir = ""
+  c.eval_batch_size = 1024
+  c.workdir = ""
+  return c

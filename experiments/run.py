@@ -1,0 +1,80 @@
+r"""Runs an active-learning experiment grid and writes a results directory.
+
+  python -m experiments.run                                  # quick default on sklearn digits
+  python -m experiments.run --dataset=idx --data_dir=/data/fashion_mnist --model=lenet5 \
+      --strategies=random,entropy --rounds=10 --workdir=runs/fmnist
+
+`--preset=NAME` loads experiments/configs/NAME.py; flags given on the command line override it.
+"""
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+
+from experiments import configs
+from jaxal import experiment
+
+_DEFAULT = configs.load("default")
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("preset", "default", f"Named protocol; accepted: {', '.join(configs.available())}.")
+flags.DEFINE_string("dataset", _DEFAULT.dataset, "digits, idx, folder, npz or tfds:<name>.")
+flags.DEFINE_string("data_dir", _DEFAULT.data_dir, "Dataset folder, zip or .npz file (idx/folder/npz); TFDS data_dir.")
+flags.DEFINE_string("model", _DEFAULT.model, "Model name: mlp, lenet5, cnn3, gal_cnn.")
+flags.DEFINE_string("strategies", _DEFAULT.strategies, "Comma-separated strategies, compared in one run.")
+flags.DEFINE_integer("seeds", _DEFAULT.seeds, "Number of seeds (0..n-1), run side by side.")
+flags.DEFINE_integer("initial_size", _DEFAULT.initial_size, "Balanced random initial labeled set.")
+flags.DEFINE_integer("query_size", _DEFAULT.query_size, "K: items labeled per round.")
+flags.DEFINE_integer("rounds", _DEFAULT.rounds, "Acquisition rounds.")
+flags.DEFINE_integer("epochs", _DEFAULT.epochs, "Training epochs per round.")
+flags.DEFINE_integer("batch_size", _DEFAULT.batch_size, "Training batch size.")
+flags.DEFINE_string("optimizer", _DEFAULT.optimizer, "sgd or adam.")
+flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate, "Learning rate.")
+flags.DEFINE_float("momentum", _DEFAULT.momentum, "SGD momentum.")
+flags.DEFINE_float("weight_decay", _DEFAULT.weight_decay, "L2 weight decay (PyTorch semantics).")
+flags.DEFINE_boolean("reinit", _DEFAULT.reinit, "Re-initialise the model every round.")
+flags.DEFINE_string("uncertainty", _DEFAULT.uncertainty,
+                    "How predictive samples are drawn: deterministic, mc_dropout or ensemble.")
+flags.DEFINE_integer("mc_samples", _DEFAULT.mc_samples, "S: MC-dropout passes per pool item.")
+flags.DEFINE_integer("ensemble_size", _DEFAULT.ensemble_size, "M: deep-ensemble members (vmap).")
+flags.DEFINE_integer("pool_subset", _DEFAULT.pool_subset, "Score only this many random unlabeled items per round (0 = all).")
+flags.DEFINE_integer("val_size", _DEFAULT.val_size, "Labeled validation set size (balanced).")
+flags.DEFINE_string("classes", _DEFAULT.classes, "Class subset by index or name, e.g. 0,1.")
+flags.DEFINE_string("class_map", _DEFAULT.class_map, "JSON file merging classes: {new: [old, ...]}.")
+flags.DEFINE_float("test_fraction", _DEFAULT.test_fraction, "Test share for datasets without a test split.")
+flags.DEFINE_string("cache_dir", _DEFAULT.cache_dir, "Cache for decoded image folders ('' = none).")
+flags.DEFINE_integer("eval_batch_size", _DEFAULT.eval_batch_size, "Chunk size for evaluation and scoring.")
+flags.DEFINE_string("workdir", _DEFAULT.workdir, "Results directory (default runs/<preset>).")
+
+SETTINGS = [k for k in _DEFAULT.keys()]
+
+
+def resolve_config():
+  """The preset's values, overridden by every flag given explicitly on the command line."""
+  cfg = configs.load(FLAGS.preset)
+  for name in SETTINGS:
+    if FLAGS[name].present:
+      cfg[name] = FLAGS[name].value
+  if not cfg.workdir:
+    cfg.workdir = f"runs/{FLAGS.preset}"
+  return cfg
+
+
+def main(argv):
+  if len(argv) > 1:
+    sys.exit(f"error: unexpected arguments {argv[1:]}; settings are given as --flag=value.")
+  try:
+    cfg = resolve_config()
+    experiment.run_experiment(cfg.to_dict(), cfg.workdir)
+  except experiment.ConfigError as e:
+    sys.exit(f"error: {e}")
+  except ValueError as e:
+    if str(e).startswith("--"):
+      sys.exit(f"error: {e}")
+    raise
+  print(f"results written to {cfg.workdir}/ (config.json, results.json, curves.png, summary.md)")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,24 @@
+"""jaxal: deep active learning for image classification in JAX/Flax.
+
+The public API: state, the round function and its parts (ask / tell), training, scores, strategies,
+oracles, models and data.
+"""
+from jaxal.state import ALState, RoundConfig, TrainConfig
+from jaxal.loop import LabeledArrays, ask, init_state, make_round_fns, round_fn, run, tell, \
+    train_and_evaluate
+from jaxal.training import evaluate, fit, make_optimizer, predict, train_step
+from jaxal.scoring import SCORES, entropy, largest_margin, least_confidence, margin
+from jaxal.strategies import STRATEGIES, Strategy, get_strategy, random_select, top_k
+from jaxal.oracles import simulated_oracle
+from jaxal.models import MODELS, get_model
+from jaxal.metrics import accuracy, per_class_accuracy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALState", "RoundConfig", "TrainConfig", "LabeledArrays", "ask", "init_state",
+    "make_round_fns", "round_fn", "run", "tell", "train_and_evaluate", "evaluate", "fit",
+    "make_optimizer", "predict", "train_step", "SCORES", "entropy", "largest_margin",
+    "least_confidence", "margin", "STRATEGIES", "Strategy", "get_strategy", "random_select",
+    "top_k", "simulated_oracle", "MODELS", "get_model", "accuracy", "per_class_accuracy",
+]

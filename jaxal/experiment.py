@@ -1,0 +1,203 @@
+"""An experiment grid (strategies x seeds on one dataset and model) from a flat configuration to a
+results directory: `config.json`, `results.json`, `curves.png`, `summary.md`.
+
+This is the library side of `python -m experiments.run`; notebooks can call `run_experiment` with a
+`ConfigDict` (or any mapping with the same keys) directly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxal import loop, models, reporting, scoring, strategies, training
+from jaxal.data import (Dataset, DatasetError, channel_stats, load_class_map, load_dataset,
+                        make_splits, merge_classes, normalize, subset_classes)
+from jaxal.state import RoundConfig, TrainConfig
+
+
+class ConfigError(ValueError):
+  """A setting that cannot be used; the message names the flag and what it accepts."""
+
+
+DATASET_KINDS = ("digits", "idx", "folder", "npz", "tfds:<name>")
+
+
+def parse_list(text: str) -> list[str]:
+  return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
+def validate(cfg: Mapping[str, Any]) -> None:
+  """Checks every setting that can be checked before loading data; raises ConfigError."""
+  ds = str(cfg["dataset"])
+  if ds not in DATASET_KINDS[:-1] and not (ds.startswith("tfds:") and len(ds) > 5):
+    raise ConfigError(f"--dataset: unknown dataset {ds!r}; accepted: {', '.join(DATASET_KINDS)}.")
+  if ds in ("idx", "folder", "npz") and not cfg["data_dir"]:
+    raise ConfigError(f"--data_dir is required with --dataset={ds}.")
+  if cfg["model"] not in models.MODELS:
+    raise ConfigError(f"--model: unknown model {cfg['model']!r}; accepted: "
+                      f"{', '.join(models.MODELS)}.")
+  names = parse_list(cfg["strategies"])
+  if not names:
+    raise ConfigError(f"--strategies is empty; accepted: {', '.join(strategies.STRATEGIES)}.")
+  for name in names:
+    if name not in strategies.STRATEGIES:
+      raise ConfigError(f"--strategies: unknown strategy {name!r}; accepted: "
+                        f"{', '.join(strategies.STRATEGIES)}.")
+  if len(set(names)) != len(names):
+    raise ConfigError(f"--strategies names a strategy twice: {cfg['strategies']!r}.")
+  if cfg["uncertainty"] not in scoring.METHODS:
+    raise ConfigError(f"--uncertainty: unknown method {cfg['uncertainty']!r}; accepted: "
+                      f"{', '.join(scoring.METHODS)}.")
+  if cfg["uncertainty"] == "deterministic":
+    needs = [n for n in names if n in scoring.NEEDS_SAMPLES]
+    if needs:
+      raise ConfigError(f"--strategies={','.join(needs)} needs several predictive samples; set "
+                        "--uncertainty=mc_dropout or --uncertainty=ensemble.")
+  if cfg["optimizer"] not in training.OPTIMIZERS:
+    raise ConfigError(f"--optimizer: unknown optimizer {cfg['optimizer']!r}; accepted: "
+                      f"{', '.join(training.OPTIMIZERS)}.")
+  for flag, low in (("seeds", 1), ("initial_size", 1), ("query_size", 1), ("rounds", 0),
+                    ("epochs", 1), ("batch_size", 1), ("val_size", 0), ("eval_batch_size", 1),
+                    ("mc_samples", 1), ("ensemble_size", 1), ("pool_subset", 0)):
+    if int(cfg[flag]) != cfg[flag] or cfg[flag] < low:
+      raise ConfigError(f"--{flag} must be an integer >= {low}, got {cfg[flag]!r}.")
+  if not (cfg["learning_rate"] > 0 and math.isfinite(cfg["learning_rate"])):
+    raise ConfigError(f"--learning_rate must be a finite number > 0, got {cfg['learning_rate']}.")
+  if not 0 <= cfg["momentum"] < 1:
+    raise ConfigError(f"--momentum must be in [0, 1), got {cfg['momentum']}.")
+  if not cfg["weight_decay"] >= 0:
+    raise ConfigError(f"--weight_decay must be >= 0, got {cfg['weight_decay']}.")
+  if not 0 < cfg["test_fraction"] < 1:
+    raise ConfigError(f"--test_fraction must be in (0, 1), got {cfg['test_fraction']}.")
+  if cfg["classes"] and cfg["class_map"]:
+    raise ConfigError("--classes and --class_map cannot be combined; merge with --class_map "
+                      "(it may leave classes out) or subset with --classes.")
+
+
+def _as_class(token: str):
+  return int(token) if token.lstrip("-").isdigit() else token
+
+
+def prepare_dataset(cfg: Mapping[str, Any]) -> Dataset:
+  """Loads the dataset and applies the class subset or merge; errors name the flag at fault."""
+  ds = load_dataset(cfg["dataset"], cfg["data_dir"] or None, test_fraction=cfg["test_fraction"],
+                    cache_dir=cfg["cache_dir"] or None)
+  if cfg["classes"]:
+    try:
+      ds = subset_classes(ds, [_as_class(t) for t in parse_list(cfg["classes"])])
+    except DatasetError as e:
+      raise ConfigError(f"--classes: {e}") from e
+  if cfg["class_map"]:
+    try:
+      ds = merge_classes(ds, load_class_map(cfg["class_map"]), drop_unmapped=True)
+    except DatasetError as e:
+      raise ConfigError(f"--class_map: {e}") from e
+  return ds
+
+
+def check_budget(cfg: Mapping[str, Any], n_train: int) -> None:
+  selectable = n_train - cfg["val_size"]
+  need = cfg["initial_size"] + cfg["rounds"] * cfg["query_size"]
+  if cfg["val_size"] >= n_train:
+    raise ConfigError(f"--val_size={cfg['val_size']} leaves no pool: the training set has "
+                      f"{n_train} items.")
+  if cfg["initial_size"] > selectable:
+    raise ConfigError(f"--initial_size={cfg['initial_size']} is larger than the pool "
+                      f"({selectable} items after --val_size={cfg['val_size']}).")
+  if need > selectable:
+    raise ConfigError(
+        f"--initial_size + --rounds * --query_size = {cfg['initial_size']} + {cfg['rounds']} * "
+        f"{cfg['query_size']} = {need} exceeds the pool ({selectable} items after "
+        f"--val_size={cfg['val_size']}); lower --rounds or --query_size.")
+  if cfg["pool_subset"]:
+    last_round_candidates = selectable - (need - cfg["query_size"])
+    if not cfg["query_size"] <= cfg["pool_subset"] <= last_round_candidates:
+      raise ConfigError(f"--pool_subset={cfg['pool_subset']} must be between --query_size="
+                        f"{cfg['query_size']} and the unlabeled items left in the last round "
+                        f"({last_round_candidates}), or 0 to score the whole pool.")
+
+
+def train_config(cfg: Mapping[str, Any]) -> TrainConfig:
+  return TrainConfig(epochs=int(cfg["epochs"]), batch_size=int(cfg["batch_size"]),
+                     optimizer=cfg["optimizer"], learning_rate=float(cfg["learning_rate"]),
+                     momentum=float(cfg["momentum"]), weight_decay=float(cfg["weight_decay"]),
+                     reinit=bool(cfg["reinit"]), eval_batch_size=int(cfg["eval_batch_size"]))
+
+
+def run_experiment(cfg: Mapping[str, Any], workdir: str,
+                   log: Callable[[str], None] = print) -> dict:
+  """Runs every strategy for every seed and writes the results directory. Returns the results."""
+  cfg = dict(cfg)
+  validate(cfg)
+  try:
+    ds = prepare_dataset(cfg)
+  except DatasetError as e:
+    raise ConfigError(f"--dataset={cfg['dataset']} --data_dir={cfg['data_dir']!r}: {e}") from e
+  check_budget(cfg, len(ds.y_train))
+  seeds = list(range(int(cfg["seeds"])))
+  splits = [make_splits(ds.y_train, ds.num_classes, cfg["initial_size"], cfg["val_size"], s)
+            for s in seeds]
+  mean, std = channel_stats(ds.x_train)
+  pool = loop.LabeledArrays(jnp.asarray(normalize(ds.x_train, mean, std)),
+                            jnp.asarray(ds.y_train, jnp.int32))
+  test = loop.LabeledArrays(jnp.asarray(normalize(ds.x_test, mean, std)),
+                            jnp.asarray(ds.y_test, jnp.int32))
+  model = models.get_model(cfg["model"], ds.num_classes)
+  try:
+    scoring.check_method(model, cfg["uncertainty"])
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  tc = train_config(cfg)
+  tx = training.make_optimizer(tc)
+  capacity = cfg["initial_size"] + cfg["rounds"] * cfg["query_size"]
+
+  os.makedirs(workdir, exist_ok=True)
+  config_record = {**cfg, "workdir": workdir, "num_classes": ds.num_classes,
+                   "class_names": list(ds.class_names), "train_size": int(len(ds.y_train)),
+                   "test_size": int(len(ds.y_test)), "image_shape": list(ds.image_shape),
+                   "channel_mean": [float(v) for v in mean], "channel_std": [float(v) for v in std],
+                   "jax_version": jax.__version__, "backend": jax.default_backend()}
+  reporting.write_json_atomic(os.path.join(workdir, "config.json"), config_record)
+  log(f"{ds.name}: {len(ds.y_train)} train / {len(ds.y_test)} test, {ds.num_classes} classes, "
+      f"images {ds.image_shape}; model {cfg['model']} ({cfg['uncertainty']}); "
+      f"{len(seeds)} seeds side by side; "
+      f"backend {jax.default_backend()}")
+
+  results = {"config": config_record, "runs": []}
+  for name in parse_list(cfg["strategies"]):
+    rcfg = RoundConfig(strategy=name, query_size=int(cfg["query_size"]), capacity=capacity,
+                       num_classes=ds.num_classes, train=tc, uncertainty=cfg["uncertainty"],
+                       mc_samples=int(cfg["mc_samples"]),
+                       ensemble_size=int(cfg["ensemble_size"]),
+                       pool_subset=int(cfg["pool_subset"]))
+    started = time.perf_counter()
+
+    def progress(p, name=name):
+      note = " (includes compilation)" if p["first"] else ""
+      log(f"[{name}] round {p['round']:>3}/{cfg['rounds']}  labels {p['labels']:>5}  "
+          f"test acc {p['test_accuracy']:.4f} (mean of {len(seeds)})  {p['seconds']:.2f}s{note}")
+
+    records = loop.run(model, tx, rcfg, pool, test, seeds, splits, int(cfg["rounds"]),
+                       train_index=ds.train_index, on_round=progress)
+    for rec in records:
+      results["runs"].append({"strategy": name, **rec})
+    log(f"[{name}] done in {time.perf_counter() - started:.1f}s")
+    write_results(results, workdir)
+  return results
+
+
+def write_results(results: Mapping, workdir: str) -> None:
+  """results.json, curves.png and summary.md, each written atomically."""
+  reporting.write_json_atomic(os.path.join(workdir, "results.json"), results)
+  cfg = results["config"]
+  title = f"{cfg.get('dataset')} / {cfg.get('model')}, {cfg.get('seeds')} seeds"
+  reporting.plot_curves(results["runs"], os.path.join(workdir, "curves.png"), title=title)
+  reporting.write_atomic(os.path.join(workdir, "summary.md"), reporting.summary_markdown(results))

@@ -1,0 +1,222 @@
+"""The active-learning loop: `ask` / `tell` over an immutable `ALState`, a pure `round_fn`, and a
+Python driver `run` that vmaps seeds and calls one compiled round per step.
+
+    state_{t+1}, metrics_t = round_fn(state_t, pool, test)
+
+A round trains on the labeled set, evaluates, asks for K pool items, has the oracle answer and
+tells the state. The shapes of every array are the same in every round, so it compiles once.
+"""
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from jaxal import metrics as metrics_lib
+from jaxal import oracles, scoring, strategies, training
+from jaxal.data.splits import Splits
+from jaxal.state import ALState, RoundConfig
+
+# Sub-streams of a round key: fold_in(fold_in(root, round), STREAM).
+_INIT, _FIT, _SELECT, _ORACLE, _SCORE, _SUBSET = 0, 1, 2, 3, 4, 5
+
+
+@struct.dataclass
+class LabeledArrays:
+  """Read-only images and their true labels (the pool, or the test set). Not state: arguments.
+
+  x: float32 [N, H, W, C] (normalised); y: int32 [N]. For the pool, only the oracle reads `y`.
+  """
+  x: jax.Array
+  y: jax.Array
+
+
+def init_model(model: nn.Module, tx: optax.GradientTransformation, key: jax.Array,
+               sample_x: jax.Array, members: int = 0):
+  """Fresh (variables, opt_state); with `members` > 0, a stacked ensemble initialised from
+  `members` independent keys (vmap)."""
+  def one(k):
+    v = training.init_variables(model, k, sample_x)
+    return v, tx.init(v["params"])
+  if members:
+    return jax.vmap(one)(jax.random.split(key, members))
+  return one(key)
+
+
+def init_state(seed: int, splits: Splits, y_true: np.ndarray, model: nn.Module,
+               tx: optax.GradientTransformation, sample_x: jax.Array,
+               members: int = 0) -> ALState:
+  """The state before round 0: the initial set labeled by the oracle, a freshly initialised model
+  (or ensemble of `members` models)."""
+  key = jax.random.PRNGKey(seed)
+  n = y_true.shape[0]
+  labeled = np.zeros(n, bool)
+  labeled[splits.initial] = True
+  labels = np.full(n, -1, np.int32)
+  labels[splits.initial] = y_true[splits.initial]
+  variables, opt_state = init_model(model, tx, _round_key(key, 0, _INIT), sample_x[:1], members)
+  return ALState(labeled=jnp.asarray(labeled), labels=jnp.asarray(labels),
+                 selectable=jnp.asarray(splits.selectable),
+                 val=jnp.asarray(splits.val, jnp.int32), variables=variables,
+                 opt_state=opt_state, key=key,
+                 round=jnp.zeros((), jnp.int32), interactions=jnp.zeros((), jnp.int32))
+
+
+def _round_key(key: jax.Array, round_: jax.Array | int, stream: int) -> jax.Array:
+  return jax.random.fold_in(jax.random.fold_in(key, round_), stream)
+
+
+def train_and_evaluate(state: ALState, pool: LabeledArrays, test: LabeledArrays, *,
+                       model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig):
+  """Trains on the labeled set (from a fresh initialisation when `cfg.train.reinit`) and evaluates.
+
+  Returns (state with the trained variables, metrics dict of scalars/arrays)."""
+  tc = cfg.train
+  variables, opt_state = state.variables, state.opt_state
+  if tc.reinit:
+    variables, opt_state = init_model(model, tx, _round_key(state.key, state.round, _INIT),
+                                      pool.x[:1], cfg.members)
+  fit_key = _round_key(state.key, state.round, _FIT)
+  fit = functools.partial(training.fit, model, tx, x=pool.x, labels=state.labels,
+                          labeled=state.labeled, cfg=tc, capacity=cfg.capacity)
+  if cfg.members:
+    variables, opt_state, loss = jax.vmap(
+        lambda v, o, k: fit(variables=v, opt_state=o, key=k))(
+            variables, opt_state, jax.random.split(fit_key, cfg.members))
+    loss = jnp.mean(loss)
+  else:
+    variables, opt_state, loss = fit(variables=variables, opt_state=opt_state, key=fit_key)
+  test_acc, per_class = evaluate(model, variables, test.x, test.y, cfg)
+  val_acc, _ = evaluate(model, variables, pool.x[state.val], pool.y[state.val], cfg)
+  metrics = {"labels": state.num_labeled, "interactions": state.interactions,
+             "test_accuracy": test_acc, "per_class_accuracy": per_class,
+             "val_accuracy": val_acc, "train_loss": loss}
+  return state.replace(variables=variables, opt_state=opt_state), metrics
+
+
+def evaluate(model: nn.Module, variables: Any, x: jax.Array, y: jax.Array, cfg: RoundConfig):
+  """Accuracy and per-class accuracy of the predictive distribution (`scoring.mean_probs`)."""
+  pred = training.apply_in_chunks(
+      lambda xb: jnp.argmax(scoring.mean_probs(model, variables, xb, cfg.uncertainty), -1),
+      x, cfg.train.eval_batch_size)
+  return metrics_lib.accuracy(pred, y), metrics_lib.per_class_accuracy(pred, y, cfg.num_classes)
+
+
+def ask(state: ALState, pool: LabeledArrays, *, model: nn.Module, cfg: RoundConfig) -> jax.Array:
+  """The K pool indices the strategy wants labeled next (int32 [K], distinct, unlabeled).
+
+  Scores come from `scoring.score_pool` on predictive samples drawn by `cfg.uncertainty`; with
+  `cfg.pool_subset` > 0 only that many random unlabeled items are scored."""
+  strategy = strategies.get_strategy(cfg.strategy)
+  candidates = state.selectable & ~state.labeled
+  select_key = _round_key(state.key, state.round, _SELECT)
+  if strategy.score is None:
+    return strategy.select(select_key, None, candidates, cfg.query_size)
+  score = functools.partial(scoring.score_pool, model, state.variables,
+                            key=_round_key(state.key, state.round, _SCORE),
+                            method=cfg.uncertainty, score=strategy.score,
+                            num_samples=cfg.mc_samples, chunk=cfg.train.eval_batch_size,
+                            shared_trunk=cfg.shared_trunk)
+  if cfg.pool_subset:
+    subset = strategies.random_select(_round_key(state.key, state.round, _SUBSET), candidates,
+                                      cfg.pool_subset)
+    picked = strategy.select(select_key, score(pool.x[subset]),
+                             jnp.ones(cfg.pool_subset, bool), cfg.query_size)
+    return subset[picked]
+  return strategy.select(select_key, score(pool.x), candidates, cfg.query_size)
+
+
+def tell(state: ALState, indices: jax.Array, labels: jax.Array,
+         interactions: jax.Array | int | None = None) -> ALState:
+  """Records the answers: marks `indices` labeled with `labels`, adds the interactions spent (one per
+  image unless given) and closes the round."""
+  spent = indices.shape[0] if interactions is None else interactions
+  return state.replace(labeled=state.labeled.at[indices].set(True),
+                       labels=state.labels.at[indices].set(labels.astype(state.labels.dtype)),
+                       round=state.round + 1, interactions=state.interactions + spent)
+
+
+def round_fn(state: ALState, pool: LabeledArrays, test: LabeledArrays, *, model: nn.Module,
+             tx: optax.GradientTransformation, cfg: RoundConfig):
+  """One full round: train, evaluate, ask, the simulated oracle answers, tell.
+
+  Returns (next state, metrics with "selected": int32 [K])."""
+  state, metrics = train_and_evaluate(state, pool, test, model=model, tx=tx, cfg=cfg)
+  indices = ask(state, pool, model=model, cfg=cfg)
+  answers = oracles.simulated_oracle(pool.y, indices,
+                                     _round_key(state.key, state.round, _ORACLE))
+  return tell(state, indices, answers), {**metrics, "selected": indices}
+
+
+def make_round_fns(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig):
+  """Jitted round and final-evaluation functions, vmapped over a leading seed axis of the state."""
+  donate = (0,) if jax.default_backend() != "cpu" else ()
+  step = jax.jit(jax.vmap(functools.partial(round_fn, model=model, tx=tx, cfg=cfg),
+                          in_axes=(0, None, None)), donate_argnums=donate)
+  final = jax.jit(jax.vmap(functools.partial(train_and_evaluate, model=model, tx=tx, cfg=cfg),
+                           in_axes=(0, None, None)))
+  return step, final
+
+
+def stack_states(states: Sequence[ALState]) -> ALState:
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+
+def run(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig,
+        pool: LabeledArrays, test: LabeledArrays, seeds: Sequence[int],
+        splits: Sequence[Splits], rounds: int, train_index: np.ndarray | None = None,
+        on_round: Callable[[dict], None] | None = None, fns=None) -> list[dict]:
+  """Runs `rounds` acquisition rounds for all seeds side by side (vmap), then a final training.
+
+  Args:
+    pool, test: device arrays; `pool.y` is the simulated oracle's ground truth.
+    seeds, splits: one split per seed (validation and initial sets over the pool).
+    rounds: number of acquisitions; results hold rounds + 1 evaluations.
+    train_index: maps pool positions to the dataset's original training order (for `selected`).
+    on_round: called with a summary dict after every round (progress printing).
+    fns: optional `(step, final)` from `make_round_fns`, to reuse compiled functions.
+  Returns:
+    one dict per seed: {"seed", "rounds": [{"round", "labels", "interactions", "test_accuracy",
+    "per_class_accuracy", "val_accuracy", "train_loss", "selected", "seconds"}]}.
+  """
+  y_np = np.asarray(pool.y)
+  scoring.check_method(model, cfg.uncertainty)
+  states = stack_states([init_state(s, sp, y_np, model, tx, pool.x, cfg.members)
+                         for s, sp in zip(seeds, splits)])
+  step, final = fns or make_round_fns(model, tx, cfg)
+  records = [{"seed": int(s), "rounds": []} for s in seeds]
+  index_map = np.arange(len(y_np)) if train_index is None else np.asarray(train_index)
+  for r in range(rounds + 1):
+    t0 = time.perf_counter()
+    if r < rounds:
+      states, metrics = step(states, pool, test)
+    else:
+      states, metrics = final(states, pool, test)
+    metrics = jax.device_get(metrics)
+    seconds = time.perf_counter() - t0
+    for i, rec in enumerate(records):
+      rec["rounds"].append({
+          "round": r,
+          "labels": int(metrics["labels"][i]),
+          "interactions": int(metrics["interactions"][i]),
+          "test_accuracy": float(metrics["test_accuracy"][i]),
+          "val_accuracy": float(metrics["val_accuracy"][i]),
+          "train_loss": float(metrics["train_loss"][i]),
+          "per_class_accuracy": [None if np.isnan(a) else float(a)
+                                 for a in metrics["per_class_accuracy"][i]],
+          "selected": ([int(j) for j in index_map[metrics["selected"][i]]]
+                       if "selected" in metrics else []),
+          "seconds": seconds,
+      })
+    if on_round is not None:
+      on_round({"strategy": cfg.strategy, "round": r, "labels": int(metrics["labels"][0]),
+                "test_accuracy": float(np.mean(metrics["test_accuracy"])), "seconds": seconds,
+                "first": r == 0})
+  return records

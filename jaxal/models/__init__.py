@@ -1,0 +1,25 @@
+"""Model registry: names used by the command line and presets map to Flax Linen modules."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+
+from jaxal.models.networks import CNN3, GalCNN, LeNet5, MLP
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "mlp": MLP,
+    "lenet5": LeNet5,
+    "cnn3": CNN3,
+    "gal_cnn": GalCNN,
+}
+
+
+def get_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
+  """Builds the registered model `name` for `num_classes` classes (kwargs go to the module)."""
+  if name not in MODELS:
+    raise ValueError(f"--model: unknown model {name!r}; accepted: {', '.join(sorted(MODELS))}.")
+  return MODELS[name](num_classes=num_classes, **kwargs)
+
+
+__all__ = ["MODELS", "get_model", "MLP", "LeNet5", "CNN3", "GalCNN"]

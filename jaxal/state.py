@@ -1,0 +1,89 @@
+"""The state of an active-learning run, and the small static configurations around it."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class ALState:
+  """Everything that changes from round to round, for one seed (or a stack of seeds under vmap).
+
+  Attributes:
+    labeled: bool [N] over the pool, True once an item's label is known to the learner.
+    labels: int32 [N] the learner's labels, -1 where unknown. An oracle may write a wrong label.
+    selectable: bool [N] items that may ever be queried (False for the validation set).
+    val: int32 [V] pool indices of the labeled validation set.
+    variables: the model's variables (params, and batch stats where the model has them); with a
+      leading member axis [M, ...] for a deep ensemble.
+    opt_state: the optimiser state for `variables["params"]` (member axis likewise).
+    key: the seed's root PRNG key (uint32 [2]); round keys are `fold_in(key, round)`, so a resumed
+      run draws exactly the numbers an uninterrupted one would.
+    round: int32 scalar, rounds completed.
+    interactions: int32 scalar, human interactions spent so far (one per image or cluster shown).
+  """
+  labeled: jax.Array
+  labels: jax.Array
+  selectable: jax.Array
+  val: jax.Array
+  variables: Any
+  opt_state: Any
+  key: jax.Array
+  round: jax.Array
+  interactions: jax.Array
+
+  @property
+  def num_labeled(self) -> jax.Array:
+    return jnp.sum(self.labeled, axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """How the model is trained each round (static: part of the compiled program)."""
+  epochs: int = 50
+  batch_size: int = 32
+  optimizer: str = "adam"
+  learning_rate: float = 1e-3
+  momentum: float = 0.9
+  weight_decay: float = 0.0
+  reinit: bool = True
+  eval_batch_size: int = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundConfig:
+  """One round's static settings.
+
+  Attributes:
+    strategy: name from `jaxal.strategies.STRATEGIES`.
+    query_size: K, items labeled per round.
+    capacity: the largest labeled-set size the run can reach (initial + rounds * K); it fixes the
+      shape of the training index buffer so no round recompiles.
+    num_classes: C.
+    train: the training configuration.
+    uncertainty: "deterministic", "mc_dropout" or "ensemble" (how predictive samples are drawn).
+    mc_samples: S, stochastic passes for "mc_dropout".
+    ensemble_size: M, members trained side by side (vmap) for "ensemble".
+    pool_subset: if > 0, each round scores only this many unlabeled items drawn at random (as Gal
+      et al. did) and selects the top-K among them; 0 scores the whole pool.
+    shared_trunk: MC dropout computes the network before its first dropout layer once.
+  """
+  strategy: str
+  query_size: int
+  capacity: int
+  num_classes: int
+  train: TrainConfig = TrainConfig()
+  uncertainty: str = "deterministic"
+  mc_samples: int = 20
+  ensemble_size: int = 5
+  pool_subset: int = 0
+  shared_trunk: bool = True
+
+  @property
+  def members(self) -> int:
+    """Leading member axis of the variables (0 = none)."""
+    return self.ensemble_size if self.uncertainty == "ensemble" else 0

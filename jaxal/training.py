@@ -1,0 +1,151 @@
+"""Pure training and evaluation: a jitted step, `fit` over a labeled mask with static shapes.
+
+`fit` runs exact epochs over the labeled subset of a fixed pool array. The labeled indices are
+compacted into a buffer of static length `capacity` (`jnp.nonzero(..., size=capacity)`); every epoch
+permutes its first `n` entries (n = number labeled, dynamic) and runs `ceil(n / batch)` steps in a
+`lax.fori_loop` with a dynamic bound; the last partial batch is masked out of the loss. Shapes never
+depend on n, so a growing labeled set never recompiles.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxal.metrics import accuracy, per_class_accuracy
+from jaxal.state import TrainConfig
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+  """SGD (with momentum) or Adam; `weight_decay` is an L2 term added to the gradient before the
+  optimiser, which is what `weight_decay` means in PyTorch's SGD and Adam."""
+  if cfg.optimizer == "sgd":
+    opt = optax.sgd(cfg.learning_rate, momentum=cfg.momentum or None)
+  elif cfg.optimizer == "adam":
+    opt = optax.adam(cfg.learning_rate)
+  else:
+    raise ValueError(f"--optimizer: unknown optimizer {cfg.optimizer!r}; accepted: "
+                     f"{', '.join(OPTIMIZERS)}.")
+  if cfg.weight_decay:
+    return optax.chain(optax.add_decayed_weights(cfg.weight_decay), opt)
+  return opt
+
+
+def init_variables(model: nn.Module, key: jax.Array, sample_x: jax.Array) -> Any:
+  """Initial variables for inputs shaped like `sample_x` [B, H, W, C]."""
+  return model.init({"params": key}, sample_x[:1], train=False)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array) -> jax.Array:
+  """Weighted mean of softmax cross-entropy; weights [B] of 0/1 mask padding out."""
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  return jnp.sum(ce * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def train_step(model: nn.Module, tx: optax.GradientTransformation, variables: Any, opt_state: Any,
+               x: jax.Array, y: jax.Array, w: jax.Array, key: jax.Array):
+  """One optimiser step on a (masked) batch. Returns (variables, opt_state, loss)."""
+  params = variables["params"]
+  others = {k: v for k, v in variables.items() if k != "params"}
+
+  def loss_fn(p):
+    out, new_others = model.apply({"params": p, **others}, x, train=True,
+                                  rngs={"dropout": key}, mutable=list(others))
+    logits = out[0]
+    return cross_entropy(logits, y, w), new_others
+
+  (loss, new_others), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  updates, opt_state = tx.update(grads, opt_state, params)
+  params = optax.apply_updates(params, updates)
+  return {"params": params, **new_others}, opt_state, loss
+
+
+def labeled_first_order(key: jax.Array, idx: jax.Array, n: jax.Array, batch: int) -> jax.Array:
+  """A random permutation of the first `n` entries of `idx` [capacity], followed by the rest and
+  `batch` padding entries (so a batch window starting before `n` never runs past the end).
+
+  Returns int [capacity + batch]; entries at positions >= n are padding and are masked by the
+  caller."""
+  capacity = idx.shape[0]
+  padded = jnp.concatenate([idx, jnp.zeros((batch,), idx.dtype)])
+  positions = jnp.arange(capacity + batch)
+  noise = jax.random.uniform(key, (capacity + batch,))
+  return padded[jnp.argsort(jnp.where(positions < n, noise, 2.0))]
+
+
+def fit(model: nn.Module, tx: optax.GradientTransformation, variables: Any, opt_state: Any,
+        key: jax.Array, x: jax.Array, labels: jax.Array, labeled: jax.Array, cfg: TrainConfig,
+        capacity: int):
+  """Trains `cfg.epochs` epochs over the items of `x` [N, ...] where `labeled` [N] is True.
+
+  Args:
+    labels: int32 [N], the learner's labels (read only where labeled).
+    capacity: static upper bound on the number labeled.
+  Returns:
+    (variables, opt_state, mean loss of the last epoch).
+  """
+  if not isinstance(labeled, jax.core.Tracer) and int(jnp.sum(labeled)) > capacity:
+    raise ValueError(f"fit: {int(jnp.sum(labeled))} items are labeled but capacity={capacity}; "
+                     "capacity must be at least the number labeled.")
+  x, labels, labeled = jnp.asarray(x), jnp.asarray(labels), jnp.asarray(labeled)
+  batch = cfg.batch_size
+  n = jnp.sum(labeled).astype(jnp.int32)
+  idx = jnp.nonzero(labeled, size=capacity, fill_value=0)[0]
+  n_batches = (n + batch - 1) // batch
+
+  def epoch(e, carry):
+    variables, opt_state, _ = carry
+    perm_key, ekey = jax.random.split(jax.random.fold_in(key, e))
+    order = labeled_first_order(perm_key, idx, n, batch)
+
+    def step(i, carry):
+      variables, opt_state, total = carry
+      take = jax.lax.dynamic_slice(order, (i * batch,), (batch,))
+      w = ((i * batch + jnp.arange(batch)) < n).astype(jnp.float32)
+      y = jnp.where(w > 0, labels[take], 0)
+      variables, opt_state, loss = train_step(model, tx, variables, opt_state, x[take], y, w,
+                                              jax.random.fold_in(ekey, i))
+      return variables, opt_state, total + loss * jnp.sum(w)
+
+    variables, opt_state, total = jax.lax.fori_loop(
+        0, n_batches, step, (variables, opt_state, jnp.zeros((), jnp.float32)))
+    return variables, opt_state, total / jnp.maximum(n, 1)
+
+  return jax.lax.fori_loop(0, cfg.epochs, epoch,
+                           (variables, opt_state, jnp.zeros((), jnp.float32)))
+
+
+def apply_in_chunks(fn: Callable[..., Any], x: jax.Array, chunk: int,
+                    with_index: bool = False) -> Any:
+  """Maps `fn` over `x` [N, ...] in chunks of `chunk` rows (`lax.map`), so peak memory is set by the
+  chunk, not by N. Rows are padded to a whole number of chunks and the padding is cut off again.
+  With `with_index`, `fn(x_chunk, chunk_index)` (e.g. to fold the index into a key)."""
+  n = x.shape[0]
+  chunk = max(1, min(chunk, n))
+  n_chunks = -(-n // chunk)
+  pad = n_chunks * chunk - n
+  xp = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x
+  xs = xp.reshape((n_chunks, chunk) + x.shape[1:])
+  if with_index:
+    out = jax.lax.map(lambda a: fn(*a), (xs, jnp.arange(n_chunks)))
+  else:
+    out = jax.lax.map(fn, xs)
+  return jax.tree.map(lambda a: a.reshape((n_chunks * chunk,) + a.shape[2:])[:n], out)
+
+
+def predict(model: nn.Module, variables: Any, x: jax.Array, chunk: int = 1024):
+  """Deterministic forward pass in chunks: (logits [N, C], features [N, D])."""
+  return apply_in_chunks(lambda xb: model.apply(variables, xb, train=False), x, chunk)
+
+
+def evaluate(model: nn.Module, variables: Any, x: jax.Array, y: jax.Array, num_classes: int,
+             chunk: int = 1024):
+  """Accuracy and per-class accuracy (float32 [C]; NaN for a class absent from `y`)."""
+  logits, _ = predict(model, variables, x, chunk)
+  pred = jnp.argmax(logits, -1)
+  return accuracy(pred, y), per_class_accuracy(pred, y, num_classes)

@@ -1,0 +1,188 @@
+"""Bayesian scores against numpy written from the formulas; MC dropout and ensemble sampling."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxal import loop, models, scoring, training
+from jaxal.data import make_splits
+from jaxal.state import RoundConfig, TrainConfig
+
+
+def np_entropy(p):
+  with np.errstate(divide="ignore", invalid="ignore"):
+    return -np.sum(np.where(p > 0, p * np.log(p), 0.0), axis=-1)
+
+
+def np_bald(s):
+  return np_entropy(s.mean(0)) - np_entropy(s).mean(0)
+
+
+def np_variation_ratios(s):
+  S, N, C = s.shape
+  out = np.empty(N)
+  for n in range(N):
+    votes = np.bincount(s[:, n].argmax(-1), minlength=C)
+    out[n] = 1 - votes.max() / S
+  return out
+
+
+def np_mean_std(s):
+  S, N, C = s.shape
+  out = np.empty(N)
+  for n in range(N):
+    out[n] = np.mean([np.sqrt(np.mean(s[:, n, c] ** 2) - np.mean(s[:, n, c]) ** 2)
+                      for c in range(C)])
+  return out
+
+
+def random_samples(seed, S=7, N=200, C=5):
+  rng = np.random.default_rng(seed)
+  logits = rng.normal(size=(S, N, C)) * rng.uniform(0.2, 6, size=(1, N, 1))
+  p = np.exp(logits - logits.max(-1, keepdims=True))
+  return (p / p.sum(-1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_bayesian_scores_match_numpy_on_random_samples(seed):
+  s = random_samples(seed)
+  s64 = s.astype(np.float64)
+  np.testing.assert_allclose(scoring.bald(s), np_bald(s64), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(scoring.variation_ratios(s), np_variation_ratios(s64), atol=1e-6)
+  np.testing.assert_allclose(scoring.mean_std(s), np_mean_std(s64), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,ref", [("entropy", np_entropy),
+                                      ("least_confidence", lambda p: 1 - p.max(-1))])
+def test_point_scores_on_samples_use_the_mean_prediction(name, ref):
+  s = random_samples(5)
+  np.testing.assert_allclose(scoring.SAMPLE_SCORES[name](s), ref(s.astype(np.float64).mean(0)),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_bald_is_zero_when_samples_agree():
+  row = np.array([0.6, 0.3, 0.1], np.float32)
+  s = np.broadcast_to(row, (10, 4, 3)).copy()
+  np.testing.assert_allclose(scoring.bald(s), 0.0, atol=1e-6)
+  np.testing.assert_allclose(scoring.variation_ratios(s), 0.0)
+  np.testing.assert_allclose(scoring.mean_std(s), 0.0, atol=1e-6)
+
+
+def test_bald_is_maximal_for_confident_disagreeing_samples():
+  # Hand-worked: half the samples say class 0 with certainty, half class 1: H[mean] = log 2, each
+  # sample's entropy is 0, so BALD = log 2, the most 2 one-hot votes can give.
+  s = np.zeros((4, 3, 2), np.float32)
+  s[:2, :, 0] = 1
+  s[2:, :, 1] = 1
+  disagree = float(scoring.bald(s)[0])
+  assert disagree == pytest.approx(np.log(2), rel=1e-6)
+  assert float(scoring.variation_ratios(s)[0]) == pytest.approx(0.5)
+  assert float(scoring.mean_std(s)[0]) == pytest.approx(0.5)
+  # Uncertain but agreeing samples have high entropy and zero BALD.
+  flat = np.full((4, 1, 2), 0.5, np.float32)
+  assert float(scoring.bald(flat)[0]) == pytest.approx(0.0, abs=1e-7)
+  assert float(scoring.SAMPLE_SCORES["entropy"](flat)[0]) == pytest.approx(np.log(2))
+  # Random samples never exceed the one-hot disagreement bound log C.
+  assert float(np.max(scoring.bald(random_samples(3, C=2)))) <= np.log(2) + 1e-6
+
+
+def _model_and_vars(name="gal_cnn"):
+  model = models.get_model(name, 10)
+  x = jax.random.normal(jax.random.PRNGKey(0), (16, 28, 28, 1))
+  return model, model.init(jax.random.PRNGKey(1), x), x
+
+
+def test_mc_dropout_samples_differ_across_keys_and_repeat_for_the_same_key():
+  model, v, x = _model_and_vars()
+  a = scoring.predict_samples(model, v, x, jax.random.PRNGKey(0), "mc_dropout", 8)
+  b = scoring.predict_samples(model, v, x, jax.random.PRNGKey(0), "mc_dropout", 8)
+  c = scoring.predict_samples(model, v, x, jax.random.PRNGKey(1), "mc_dropout", 8)
+  assert a.shape == (8, 16, 10)
+  np.testing.assert_array_equal(a, b)
+  assert not np.allclose(a, c)
+  assert not np.allclose(a[0], a[1])  # the S samples differ from each other
+  np.testing.assert_allclose(a.sum(-1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gal_cnn", "lenet5", "mlp", "cnn3"])
+def test_shared_trunk_gives_the_same_samples_as_full_passes(name):
+  model, v, x = _model_and_vars(name)
+  key = jax.random.PRNGKey(3)
+  shared = scoring.predict_samples(model, v, x, key, "mc_dropout", 5, shared_trunk=True)
+  full = scoring.predict_samples(model, v, x, key, "mc_dropout", 5, shared_trunk=False)
+  np.testing.assert_allclose(shared, full, rtol=1e-5, atol=1e-6)
+
+
+def test_mc_dropout_without_dropout_is_a_clear_error():
+  model = models.get_model("mlp", 3, dropout_rate=0.0)
+  x = jnp.ones((2, 4, 4, 1))
+  v = model.init(jax.random.PRNGKey(0), x)
+  with pytest.raises(ValueError, match="--uncertainty=mc_dropout needs a network with dropout"):
+    scoring.predict_samples(model, v, x, jax.random.PRNGKey(0), "mc_dropout")
+
+
+def test_deterministic_method_is_one_sample_of_the_softmax():
+  model, v, x = _model_and_vars("mlp")
+  s = scoring.predict_samples(model, v, x, None, "deterministic")
+  np.testing.assert_allclose(s[0], jax.nn.softmax(model.apply(v, x)[0]), rtol=1e-6)
+  assert s.shape[0] == 1
+
+
+def test_score_pool_in_chunks_equals_scoring_all_at_once_without_dropout():
+  model, v, x = _model_and_vars("mlp")
+  whole = scoring.bald(scoring.predict_samples(model, v, x, None, "deterministic"))
+  chunked = scoring.score_pool(model, v, x, None, "deterministic", scoring.SAMPLE_SCORES["entropy"],
+                               chunk=5)
+  np.testing.assert_allclose(chunked, scoring.entropy(jax.nn.softmax(model.apply(v, x)[0])),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(whole, 0.0, atol=1e-6)
+
+
+def blobs(n=240, c=4, d=8, seed=0):
+  rng = np.random.default_rng(seed)
+  centers = rng.normal(scale=3.0, size=(c, d))
+  y = rng.integers(0, c, n).astype(np.int32)
+  return (centers[y] + rng.normal(size=(n, d))).astype(np.float32).reshape(n, 1, d, 1), y
+
+
+def test_ensemble_members_differ_and_are_trained_in_one_call():
+  x, y = blobs()
+  pool = loop.LabeledArrays(jnp.asarray(x), jnp.asarray(y))
+  model = models.get_model("mlp", 4, hidden=(16, 8))
+  tc = TrainConfig(epochs=5, batch_size=8)
+  tx = training.make_optimizer(tc)
+  cfg = RoundConfig(strategy="bald", query_size=5, capacity=30, num_classes=4, train=tc,
+                    uncertainty="ensemble", ensemble_size=3)
+  split = make_splits(y, 4, 20, 8, 0)
+  state = loop.init_state(0, split, y, model, tx, pool.x, members=3)
+  state, m = loop.train_and_evaluate(state, pool, pool, model=model, tx=tx, cfg=cfg)
+  kernels = np.asarray(state.variables["params"]["classifier"]["kernel"])
+  assert kernels.shape[0] == 3
+  assert not np.allclose(kernels[0], kernels[1]) and not np.allclose(kernels[1], kernels[2])
+  probs = scoring.predict_samples(model, state.variables, pool.x, None, "ensemble")
+  assert probs.shape == (3, 240, 4)
+  assert float(jnp.max(scoring.bald(probs))) > 0
+  idx = np.asarray(loop.ask(state, pool, model=model, cfg=cfg))
+  want = np.array(scoring.bald(probs))
+  want[np.asarray(state.labeled) | ~np.asarray(state.selectable)] = -np.inf
+  np.testing.assert_array_equal(np.sort(idx), np.sort(np.argsort(-want)[:5]))
+
+
+@pytest.mark.parametrize("uncertainty,strategy", [("mc_dropout", "bald"),
+                                                  ("mc_dropout", "variation_ratios"),
+                                                  ("ensemble", "mean_std")])
+def test_bayesian_rounds_compile_once_with_pool_subset(uncertainty, strategy):
+  x, y = blobs()
+  pool = loop.LabeledArrays(jnp.asarray(x), jnp.asarray(y))
+  model = models.get_model("mlp", 4, hidden=(16, 8))
+  tc = TrainConfig(epochs=2, batch_size=8)
+  tx = training.make_optimizer(tc)
+  cfg = RoundConfig(strategy=strategy, query_size=4, capacity=8 + 3 * 4, num_classes=4, train=tc,
+                    uncertainty=uncertainty, mc_samples=6, ensemble_size=2, pool_subset=50)
+  splits = [make_splits(y, 4, 8, 8, s) for s in (0, 1)]
+  fns = loop.make_round_fns(model, tx, cfg)
+  recs = loop.run(model, tx, cfg, pool, pool, [0, 1], splits, 3, fns=fns)
+  assert fns[0]._cache_size() == 1
+  for rec in recs:
+    chosen = [i for r in rec["rounds"] for i in r["selected"]]
+    assert len(chosen) == 12 == len(set(chosen))
