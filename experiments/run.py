@@ -33,6 +33,7 @@ flags.DEFINE_string("optimizer", _DEFAULT.optimizer, "sgd or adam.")
 flags.DEFINE_float("learning_rate", _DEFAULT.learning_rate, "Learning rate.")
 flags.DEFINE_float("momentum", _DEFAULT.momentum, "SGD momentum.")
 flags.DEFINE_float("weight_decay", _DEFAULT.weight_decay, "L2 weight decay (PyTorch semantics).")
+flags.DEFINE_float("l2_per_label", _DEFAULT.l2_per_label, "c: Keras-style L2 (c / labeled count) * sum(kernel^2) in the loss (Gal et al.: 3.5).")
 flags.DEFINE_boolean("reinit", _DEFAULT.reinit, "Re-initialise the model every round.")
 flags.DEFINE_string("uncertainty", _DEFAULT.uncertainty,
                     "How predictive samples are drawn: deterministic, mc_dropout or ensemble.")
@@ -45,6 +46,7 @@ flags.DEFINE_string("class_map", _DEFAULT.class_map, "JSON file merging classes:
 flags.DEFINE_float("test_fraction", _DEFAULT.test_fraction, "Test share for datasets without a test split.")
 flags.DEFINE_string("cache_dir", _DEFAULT.cache_dir, "Cache for decoded image folders ('' = none).")
 flags.DEFINE_integer("eval_batch_size", _DEFAULT.eval_batch_size, "Chunk size for evaluation and scoring.")
+flags.DEFINE_string("seed_batching", _DEFAULT.seed_batching, "How seeds share one program: vmap, map (lax.map) or auto (map on CPU, vmap on accelerators).")
 flags.DEFINE_string("workdir", _DEFAULT.workdir, "Results directory (default runs/<preset>).")
 
 SETTINGS = [k for k in _DEFAULT.keys()]

@@ -12,6 +12,9 @@ from jaxal.strategies import STRATEGIES, Strategy, get_strategy, random_select, 
 from jaxal.oracles import simulated_oracle
 from jaxal.models import MODELS, get_model
 from jaxal.metrics import accuracy, per_class_accuracy
+from jaxal.kmeans import KMeansResult, assign, kmeans, kmeans_plus_plus, squared_distances
+from jaxal.scoring import SAMPLE_SCORES, bald, mean_std, predict_samples, score_pool, \
+    variation_ratios
 
 __version__ = "0.1.0"
 
@@ -21,4 +24,6 @@ __all__ = [
     "make_optimizer", "predict", "train_step", "SCORES", "entropy", "largest_margin",
     "least_confidence", "margin", "STRATEGIES", "Strategy", "get_strategy", "random_select",
     "top_k", "simulated_oracle", "MODELS", "get_model", "accuracy", "per_class_accuracy",
+    "KMeansResult", "assign", "kmeans", "kmeans_plus_plus", "squared_distances", "SAMPLE_SCORES",
+    "bald", "mean_std", "predict_samples", "score_pool", "variation_ratios",
 ]

@@ -61,6 +61,9 @@ def validate(cfg: Mapping[str, Any]) -> None:
     if needs:
       raise ConfigError(f"--strategies={','.join(needs)} needs several predictive samples; set "
                         "--uncertainty=mc_dropout or --uncertainty=ensemble.")
+  if cfg["seed_batching"] not in loop.SEED_BATCHING:
+    raise ConfigError(f"--seed_batching: unknown value {cfg['seed_batching']!r}; accepted: "
+                      f"{', '.join(loop.SEED_BATCHING)}.")
   if cfg["optimizer"] not in training.OPTIMIZERS:
     raise ConfigError(f"--optimizer: unknown optimizer {cfg['optimizer']!r}; accepted: "
                       f"{', '.join(training.OPTIMIZERS)}.")
@@ -73,8 +76,9 @@ def validate(cfg: Mapping[str, Any]) -> None:
     raise ConfigError(f"--learning_rate must be a finite number > 0, got {cfg['learning_rate']}.")
   if not 0 <= cfg["momentum"] < 1:
     raise ConfigError(f"--momentum must be in [0, 1), got {cfg['momentum']}.")
-  if not cfg["weight_decay"] >= 0:
-    raise ConfigError(f"--weight_decay must be >= 0, got {cfg['weight_decay']}.")
+  for flag in ("weight_decay", "l2_per_label"):
+    if not (cfg[flag] >= 0 and math.isfinite(cfg[flag])):
+      raise ConfigError(f"--{flag} must be a finite number >= 0, got {cfg[flag]}.")
   if not 0 < cfg["test_fraction"] < 1:
     raise ConfigError(f"--test_fraction must be in (0, 1), got {cfg['test_fraction']}.")
   if cfg["classes"] and cfg["class_map"]:
@@ -129,6 +133,7 @@ def train_config(cfg: Mapping[str, Any]) -> TrainConfig:
   return TrainConfig(epochs=int(cfg["epochs"]), batch_size=int(cfg["batch_size"]),
                      optimizer=cfg["optimizer"], learning_rate=float(cfg["learning_rate"]),
                      momentum=float(cfg["momentum"]), weight_decay=float(cfg["weight_decay"]),
+                     l2_per_label=float(cfg["l2_per_label"]),
                      reinit=bool(cfg["reinit"]), eval_batch_size=int(cfg["eval_batch_size"]))
 
 
@@ -168,7 +173,7 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
   reporting.write_json_atomic(os.path.join(workdir, "config.json"), config_record)
   log(f"{ds.name}: {len(ds.y_train)} train / {len(ds.y_test)} test, {ds.num_classes} classes, "
       f"images {ds.image_shape}; model {cfg['model']} ({cfg['uncertainty']}); "
-      f"{len(seeds)} seeds side by side; "
+      f"{len(seeds)} seeds in one program ({cfg['seed_batching']}); "
       f"backend {jax.default_backend()}")
 
   results = {"config": config_record, "runs": []}
@@ -186,7 +191,8 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
           f"test acc {p['test_accuracy']:.4f} (mean of {len(seeds)})  {p['seconds']:.2f}s{note}")
 
     records = loop.run(model, tx, rcfg, pool, test, seeds, splits, int(cfg["rounds"]),
-                       train_index=ds.train_index, on_round=progress)
+                       train_index=ds.train_index, on_round=progress,
+                       seed_batching=cfg["seed_batching"])
     for rec in records:
       results["runs"].append({"strategy": name, **rec})
     log(f"[{name}] done in {time.perf_counter() - started:.1f}s")

@@ -155,13 +155,31 @@ def round_fn(state: ALState, pool: LabeledArrays, test: LabeledArrays, *, model:
   return tell(state, indices, answers), {**metrics, "selected": indices}
 
 
-def make_round_fns(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig):
-  """Jitted round and final-evaluation functions, vmapped over a leading seed axis of the state."""
+SEED_BATCHING = ("auto", "vmap", "map")
+
+
+def over_seeds(fn: Callable, how: str) -> Callable:
+  """Lifts `fn(state, pool, test)` to a leading seed axis of the state: `vmap` (seeds side by side
+  in one batched program) or `map` (`lax.map`: one compiled loop over seeds, no batched weights).
+  "auto" picks `map` on CPU, where XLA lowers convolutions with per-seed (batched) weights to grouped
+  convolutions that ran 22x slower than two separate ones (BUILD_NOTES.md), and `vmap` elsewhere."""
+  if how == "auto":
+    how = "map" if jax.default_backend() == "cpu" else "vmap"
+  if how == "vmap":
+    return jax.vmap(fn, in_axes=(0, None, None))
+  if how == "map":
+    return lambda states, pool, test: jax.lax.map(lambda s: fn(s, pool, test), states)
+  raise ValueError(f"seed_batching: unknown value {how!r}; accepted: {', '.join(SEED_BATCHING)}.")
+
+
+def make_round_fns(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig,
+                   seed_batching: str = "auto"):
+  """Jitted round and final-evaluation functions over a leading seed axis of the state."""
   donate = (0,) if jax.default_backend() != "cpu" else ()
-  step = jax.jit(jax.vmap(functools.partial(round_fn, model=model, tx=tx, cfg=cfg),
-                          in_axes=(0, None, None)), donate_argnums=donate)
-  final = jax.jit(jax.vmap(functools.partial(train_and_evaluate, model=model, tx=tx, cfg=cfg),
-                           in_axes=(0, None, None)))
+  step = jax.jit(over_seeds(functools.partial(round_fn, model=model, tx=tx, cfg=cfg),
+                            seed_batching), donate_argnums=donate)
+  final = jax.jit(over_seeds(functools.partial(train_and_evaluate, model=model, tx=tx, cfg=cfg),
+                             seed_batching))
   return step, final
 
 
@@ -172,8 +190,10 @@ def stack_states(states: Sequence[ALState]) -> ALState:
 def run(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig,
         pool: LabeledArrays, test: LabeledArrays, seeds: Sequence[int],
         splits: Sequence[Splits], rounds: int, train_index: np.ndarray | None = None,
-        on_round: Callable[[dict], None] | None = None, fns=None) -> list[dict]:
-  """Runs `rounds` acquisition rounds for all seeds side by side (vmap), then a final training.
+        on_round: Callable[[dict], None] | None = None, fns=None,
+        seed_batching: str = "auto") -> list[dict]:
+  """Runs `rounds` acquisition rounds for all seeds in one program (see `over_seeds`), then a
+  final training.
 
   Args:
     pool, test: device arrays; `pool.y` is the simulated oracle's ground truth.
@@ -182,6 +202,7 @@ def run(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig,
     train_index: maps pool positions to the dataset's original training order (for `selected`).
     on_round: called with a summary dict after every round (progress printing).
     fns: optional `(step, final)` from `make_round_fns`, to reuse compiled functions.
+    seed_batching: "vmap", "map" or "auto" (see `over_seeds`).
   Returns:
     one dict per seed: {"seed", "rounds": [{"round", "labels", "interactions", "test_accuracy",
     "per_class_accuracy", "val_accuracy", "train_loss", "selected", "seconds"}]}.
@@ -190,7 +211,7 @@ def run(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig,
   scoring.check_method(model, cfg.uncertainty)
   states = stack_states([init_state(s, sp, y_np, model, tx, pool.x, cfg.members)
                          for s, sp in zip(seeds, splits)])
-  step, final = fns or make_round_fns(model, tx, cfg)
+  step, final = fns or make_round_fns(model, tx, cfg, seed_batching)
   records = [{"seed": int(s), "rounds": []} for s in seeds]
   index_map = np.arange(len(y_np)) if train_index is None else np.asarray(train_index)
   for r in range(rounds + 1):

@@ -73,6 +73,12 @@ def aubc(x: np.ndarray, y: np.ndarray) -> float:
   return float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2.0 / (x[-1] - x[0]))
 
 
+def labels_to_reach(x: np.ndarray, y: np.ndarray, target: float) -> float | None:
+  """The first budget x at which accuracy y reaches `target` (None if it never does)."""
+  hit = np.flatnonzero(np.asarray(y) >= target)
+  return float(np.asarray(x)[hit[0]]) if hit.size else None
+
+
 def plot_curves(runs: Sequence[Mapping], path: str, x_key: str = "labels",
                 metric: str = "test_accuracy", title: str | None = None) -> None:
   """Mean metric vs x with a ±1 standard-error band per strategy, saved to `path` (atomically)."""

@@ -43,13 +43,18 @@ class ALState:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """How the model is trained each round (static: part of the compiled program)."""
+  """How the model is trained each round (static: part of the compiled program).
+
+  `weight_decay` is PyTorch-style L2 added to the gradient; `l2_per_label` = c adds the Keras-style
+  penalty (c / n) * sum(kernel^2) to the loss, n the labeled count, as Gal et al.'s code does
+  (c = 3.5): strong regularisation when few labels are known, weaker as the set grows."""
   epochs: int = 50
   batch_size: int = 32
   optimizer: str = "adam"
   learning_rate: float = 1e-3
   momentum: float = 0.9
   weight_decay: float = 0.0
+  l2_per_label: float = 0.0
   reinit: bool = True
   eval_batch_size: int = 1024
 

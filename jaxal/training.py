@@ -47,19 +47,27 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array) -> j
   return jnp.sum(ce * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
+def kernel_l2(params: Any) -> jax.Array:
+  """Sum of squares of every weight matrix / convolution kernel (biases excluded)."""
+  leaves = jax.tree_util.tree_leaves_with_path(params)
+  return sum(jnp.sum(v ** 2) for path, v in leaves
+             if getattr(path[-1], "key", None) == "kernel")
+
+
 def train_step(model: nn.Module, tx: optax.GradientTransformation, variables: Any, opt_state: Any,
-               x: jax.Array, y: jax.Array, w: jax.Array, key: jax.Array):
-  """One optimiser step on a (masked) batch. Returns (variables, opt_state, loss)."""
+               x: jax.Array, y: jax.Array, w: jax.Array, key: jax.Array, l2: jax.Array | float = 0.0):
+  """One optimiser step on a (masked) batch; `l2` scales an extra `kernel_l2` penalty in the loss.
+  Returns (variables, opt_state, loss without the penalty)."""
   params = variables["params"]
   others = {k: v for k, v in variables.items() if k != "params"}
 
   def loss_fn(p):
     out, new_others = model.apply({"params": p, **others}, x, train=True,
                                   rngs={"dropout": key}, mutable=list(others))
-    logits = out[0]
-    return cross_entropy(logits, y, w), new_others
+    ce = cross_entropy(out[0], y, w)
+    return ce + l2 * kernel_l2(p), (ce, new_others)
 
-  (loss, new_others), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  (_, (loss, new_others)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
   updates, opt_state = tx.update(grads, opt_state, params)
   params = optax.apply_updates(params, updates)
   return {"params": params, **new_others}, opt_state, loss
@@ -97,6 +105,7 @@ def fit(model: nn.Module, tx: optax.GradientTransformation, variables: Any, opt_
   n = jnp.sum(labeled).astype(jnp.int32)
   idx = jnp.nonzero(labeled, size=capacity, fill_value=0)[0]
   n_batches = (n + batch - 1) // batch
+  l2 = cfg.l2_per_label / jnp.maximum(n, 1).astype(jnp.float32)
 
   def epoch(e, carry):
     variables, opt_state, _ = carry
@@ -109,7 +118,7 @@ def fit(model: nn.Module, tx: optax.GradientTransformation, variables: Any, opt_
       w = ((i * batch + jnp.arange(batch)) < n).astype(jnp.float32)
       y = jnp.where(w > 0, labels[take], 0)
       variables, opt_state, loss = train_step(model, tx, variables, opt_state, x[take], y, w,
-                                              jax.random.fold_in(ekey, i))
+                                              jax.random.fold_in(ekey, i), l2)
       return variables, opt_state, total + loss * jnp.sum(w)
 
     variables, opt_state, total = jax.lax.fori_loop(

@@ -124,3 +124,15 @@ def test_selected_indices_are_reported_in_original_training_order():
   a = loop.run(model, tx, cfg, pool, test, [0], splits[:1], 1)
   b = loop.run(model, tx, cfg, pool, test, [0], splits[:1], 1, train_index=train_index)
   assert b[0]["rounds"][0]["selected"] == [i * 10 + 5 for i in a[0]["rounds"][0]["selected"]]
+
+
+def test_vmap_and_map_over_seeds_give_the_same_run():
+  model, tx, cfg, pool, test, splits, y = _setup("entropy", rounds=2, seeds=(0, 1))
+  a = loop.run(model, tx, cfg, pool, test, [0, 1], splits, 2, seed_batching="vmap")
+  b = loop.run(model, tx, cfg, pool, test, [0, 1], splits, 2, seed_batching="map")
+  for ra, rb in zip(a, b):
+    assert [r["selected"] for r in ra["rounds"]] == [r["selected"] for r in rb["rounds"]]
+    np.testing.assert_allclose([r["test_accuracy"] for r in ra["rounds"]],
+                               [r["test_accuracy"] for r in rb["rounds"]], atol=1e-6)
+  with pytest.raises(ValueError, match="seed_batching: unknown value 'pmap'"):
+    loop.run(model, tx, cfg, pool, test, [0], splits[:1], 1, seed_batching="pmap")

@@ -127,3 +127,20 @@ def test_predict_in_chunks_equals_one_pass():
   full_logits, full_feats = model.apply(v, x)
   np.testing.assert_allclose(logits, full_logits, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(feats, full_feats, rtol=1e-5, atol=1e-6)
+
+
+def test_l2_per_label_adds_c_over_n_times_the_kernel_norm():
+  x, y = blobs(16)
+  model = models.get_model("mlp", 3, hidden=(4,), dropout_rate=0.0)
+  v = training.init_variables(model, jax.random.PRNGKey(0), x)
+  want = sum(float(np.sum(np.asarray(layer["kernel"]) ** 2)) for layer in v["params"].values())
+  assert float(training.kernel_l2(v["params"])) == pytest.approx(want, rel=1e-5)
+  # One SGD step (lr 1, no momentum) on the penalty alone: grad = 2 * (c / n) * W.
+  cfg = TrainConfig(optimizer="sgd", learning_rate=1.0, momentum=0.0)
+  tx = training.make_optimizer(cfg)
+  w0 = np.zeros(16, np.float32)  # all items masked: the cross-entropy contributes nothing
+  new, _, _ = training.train_step(model, tx, v, tx.init(v["params"]), x, y, w0,
+                                  jax.random.PRNGKey(0), l2=0.25)
+  k0 = np.asarray(v["params"]["classifier"]["kernel"])
+  np.testing.assert_allclose(new["params"]["classifier"]["kernel"], k0 - 2 * 0.25 * k0, rtol=1e-5)
+  np.testing.assert_allclose(new["params"]["classifier"]["bias"], v["params"]["classifier"]["bias"])

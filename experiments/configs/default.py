@@ -20,6 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.learning_rate = 1e-3
   c.momentum = 0.9
   c.weight_decay = 0.0
+  c.l2_per_label = 0.0
   c.reinit = True
   c.uncertainty = "deterministic"
   c.mc_samples = 20
@@ -31,5 +32,6 @@ def get_config() -> ml_collections.ConfigDict:
   c.test_fraction = 0.25
   c.cache_dir = ""
   c.eval_batch_size = 1024
+  c.seed_batching = "auto"
   c.workdir = ""
   return c
