@@ -48,6 +48,9 @@ flags.DEFINE_string("cache_dir", _DEFAULT.cache_dir, "Cache for decoded image fo
 flags.DEFINE_integer("eval_batch_size", _DEFAULT.eval_batch_size, "Chunk size for evaluation and scoring.")
 flags.DEFINE_string("seed_batching", _DEFAULT.seed_batching, "How seeds share one program: vmap, map (lax.map) or auto (map on CPU, vmap on accelerators).")
 flags.DEFINE_string("workdir", _DEFAULT.workdir, "Results directory (default runs/<preset>).")
+flags.DEFINE_boolean("overwrite", _DEFAULT.overwrite, "Replace a run with different settings (and its checkpoints) in --workdir.")
+flags.DEFINE_integer("checkpoint_every", _DEFAULT.checkpoint_every, "Checkpoint every N rounds under <workdir>/checkpoints (0 = none); re-running the command resumes.")
+flags.DEFINE_integer("keep_checkpoints", _DEFAULT.keep_checkpoints, "Checkpoints kept per strategy (the newest N).")
 
 SETTINGS = [k for k in _DEFAULT.keys()]
 

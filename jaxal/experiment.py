@@ -139,17 +139,27 @@ def train_config(cfg: Mapping[str, Any]) -> TrainConfig:
 
 def run_experiment(cfg: Mapping[str, Any], workdir: str,
                    log: Callable[[str], None] = print) -> dict:
-  """Runs every strategy for every seed and writes the results directory. Returns the results."""
+  """Runs every strategy for every seed and writes the results directory. Returns the results.
+
+  With `checkpoint_every` > 0 (default 1) the stacked seed state and the records of each strategy
+  are checkpointed under `<workdir>/checkpoints/<strategy>/` (`jaxal.checkpointing`), and calling
+  again with the same settings resumes from the newest good checkpoint: the results equal those of
+  an uninterrupted run. A finished run only rewrites its reports. A workdir holding a run with
+  different settings raises ConfigError listing them, unless `overwrite` is true."""
   cfg = dict(cfg)
   validate(cfg)
+  every, keep, overwrite = _checkpoint_settings(cfg)
   try:
     ds = prepare_dataset(cfg)
   except DatasetError as e:
     raise ConfigError(f"--dataset={cfg['dataset']} --data_dir={cfg['data_dir']!r}: {e}") from e
   check_budget(cfg, len(ds.y_train))
   seeds = list(range(int(cfg["seeds"])))
-  splits = [make_splits(ds.y_train, ds.num_classes, cfg["initial_size"], cfg["val_size"], s)
-            for s in seeds]
+  try:
+    splits = [make_splits(ds.y_train, ds.num_classes, cfg["initial_size"], cfg["val_size"], s)
+              for s in seeds]
+  except DatasetError as e:
+    raise ConfigError(f"--{e}") from e
   mean, std = channel_stats(ds.x_train)
   pool = loop.LabeledArrays(jnp.asarray(normalize(ds.x_train, mean, std)),
                             jnp.asarray(ds.y_train, jnp.int32))
@@ -164,20 +174,32 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
   tx = training.make_optimizer(tc)
   capacity = cfg["initial_size"] + cfg["rounds"] * cfg["query_size"]
 
-  os.makedirs(workdir, exist_ok=True)
   config_record = {**cfg, "workdir": workdir, "num_classes": ds.num_classes,
                    "class_names": list(ds.class_names), "train_size": int(len(ds.y_train)),
                    "test_size": int(len(ds.y_test)), "image_shape": list(ds.image_shape),
                    "channel_mean": [float(v) for v in mean], "channel_std": [float(v) for v in std],
                    "jax_version": jax.__version__, "backend": jax.default_backend()}
+  names = parse_list(cfg["strategies"])
+  previous = _prepare_workdir(workdir, config_record, overwrite, log)
+  done = _complete_runs(previous, names, seeds, int(cfg["rounds"]))
+  if len(done) == len(names):
+    log(f"the run in {workdir} is already complete ({len(names)} strategies x {len(seeds)} seeds "
+        f"x {cfg['rounds']} rounds); rewriting results.json, curves.png and summary.md only.")
+    results = {"config": config_record,
+               "runs": [{"strategy": n, **rec} for n in names for rec in done[n]]}
+    write_results(results, workdir)
+    return results
   reporting.write_json_atomic(os.path.join(workdir, "config.json"), config_record)
   log(f"{ds.name}: {len(ds.y_train)} train / {len(ds.y_test)} test, {ds.num_classes} classes, "
       f"images {ds.image_shape}; model {cfg['model']} ({cfg['uncertainty']}); "
       f"{len(seeds)} seeds in one program ({cfg['seed_batching']}); "
       f"backend {jax.default_backend()}")
+  if every:
+    log(f"checkpoints: every {every} round(s), newest {keep} kept, in "
+        f"{os.path.join(workdir, 'checkpoints')}")
 
   results = {"config": config_record, "runs": []}
-  for name in parse_list(cfg["strategies"]):
+  for name in names:
     rcfg = RoundConfig(strategy=name, query_size=int(cfg["query_size"]), capacity=capacity,
                        num_classes=ds.num_classes, train=tc, uncertainty=cfg["uncertainty"],
                        mc_samples=int(cfg["mc_samples"]),
@@ -190,9 +212,12 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
       log(f"[{name}] round {p['round']:>3}/{cfg['rounds']}  labels {p['labels']:>5}  "
           f"test acc {p['test_accuracy']:.4f} (mean of {len(seeds)})  {p['seconds']:.2f}s{note}")
 
-    records = loop.run(model, tx, rcfg, pool, test, seeds, splits, int(cfg["rounds"]),
-                       train_index=ds.train_index, on_round=progress,
-                       seed_batching=cfg["seed_batching"])
+    if name in done:
+      log(f"[{name}] already complete; kept from the previous run")
+      records = done[name]
+    else:
+      records = _run_strategy(model, tx, rcfg, pool, test, seeds, splits, cfg, ds.train_index,
+                              workdir, every, keep, progress, log)
     for rec in records:
       results["runs"].append({"strategy": name, **rec})
     log(f"[{name}] done in {time.perf_counter() - started:.1f}s")
@@ -207,3 +232,130 @@ def write_results(results: Mapping, workdir: str) -> None:
   title = f"{cfg.get('dataset')} / {cfg.get('model')}, {cfg.get('seeds')} seeds"
   reporting.plot_curves(results["runs"], os.path.join(workdir, "curves.png"), title=title)
   reporting.write_atomic(os.path.join(workdir, "summary.md"), reporting.summary_markdown(results))
+
+
+# --------------------------------------------------------------------------------------------------
+# checkpoints and resumption
+
+# Settings that do not change the results: a resumed run may change them freely.
+RESUME_IGNORED = ("workdir", "cache_dir", "overwrite", "checkpoint_every", "keep_checkpoints",
+                  "jax_version", "backend")
+
+
+def _checkpoint_settings(cfg: Mapping[str, Any]) -> tuple[int, int, bool]:
+  """(checkpoint_every, keep_checkpoints, overwrite), checked; defaults 1, 2, False."""
+  every = cfg.get("checkpoint_every", 1)
+  keep = cfg.get("keep_checkpoints", 2)
+  if int(every) != every or every < 0:
+    raise ConfigError(f"--checkpoint_every must be an integer >= 0 (0 = no checkpoints), got "
+                      f"{every!r}.")
+  if int(keep) != keep or keep < 1:
+    raise ConfigError(f"--keep_checkpoints must be an integer >= 1, got {keep!r}.")
+  return int(every), int(keep), bool(cfg.get("overwrite", False))
+
+
+def _show(value: Any) -> str:
+  return "(unset)" if value is _MISSING else json.dumps(value)
+
+
+_MISSING = object()
+
+
+def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+  """Settings that differ between two config records, as "key old -> new" in key order, ignoring
+  `RESUME_IGNORED`. Values are compared after a JSON round trip (lists == tuples)."""
+  old, new = json.loads(json.dumps(dict(old))), json.loads(json.dumps(dict(new)))
+  diffs = []
+  for key in sorted(set(new) | set(old)):
+    if key in RESUME_IGNORED:
+      continue
+    a, b = old.get(key, _MISSING), new.get(key, _MISSING)
+    if a != b:
+      diffs.append(f"{key} {_show(a)} -> {_show(b)}")
+  return diffs
+
+
+def _prepare_workdir(workdir: str, config_record: Mapping[str, Any], overwrite: bool,
+                     log: Callable[[str], None]) -> Mapping | None:
+  """Checks that `workdir` is empty or holds a run with the same settings (else ConfigError),
+  removes its checkpoints with `overwrite`, and returns the previous results.json (or None)."""
+  import shutil  # pylint: disable=import-outside-toplevel
+  os.makedirs(workdir, exist_ok=True)
+  config_path = os.path.join(workdir, "config.json")
+  if overwrite:
+    ckpt = os.path.join(workdir, "checkpoints")
+    if os.path.isdir(ckpt) or os.path.exists(config_path):
+      log(f"--overwrite: replacing the run in {workdir}")
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return None
+  if not os.path.exists(config_path):
+    if os.path.isdir(os.path.join(workdir, "checkpoints")):
+      raise ConfigError(f"--workdir={workdir} holds checkpoints but no config.json; use "
+                        "--overwrite to replace them.")
+    return None
+  try:
+    with open(config_path) as f:
+      old = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ConfigError(f"--workdir={workdir}: cannot read its config.json ({e}); use --overwrite "
+                      "to replace the run.") from e
+  diffs = config_differences(old, config_record)
+  if diffs:
+    raise ConfigError(f"--workdir={workdir} holds a run with different settings: "
+                      f"{', '.join(diffs)}; use --overwrite to replace it.")
+  for key in ("jax_version", "backend"):
+    if old.get(key) != config_record[key]:
+      log(f"note: the run in {workdir} was started with {key} {old.get(key)}; resuming with "
+          f"{config_record[key]} may not reproduce it bit for bit.")
+  try:
+    with open(os.path.join(workdir, "results.json")) as f:
+      previous = json.load(f)
+  except (OSError, ValueError):
+    return None
+  if config_differences(previous.get("config", {}), config_record):
+    return None
+  return previous
+
+
+def _complete_runs(previous: Mapping | None, names: list[str], seeds: list[int],
+                   rounds: int) -> dict[str, list[dict]]:
+  """Strategies whose every seed has all `rounds + 1` evaluations in a previous results.json."""
+  done = {}
+  for name in names:
+    runs = [r for r in (previous or {}).get("runs", []) if r.get("strategy") == name]
+    if ([r.get("seed") for r in runs] == seeds
+        and all(len(r.get("rounds", ())) == rounds + 1 for r in runs)):
+      done[name] = [{k: v for k, v in r.items() if k != "strategy"} for r in runs]
+  return done
+
+
+def _run_strategy(model, tx, rcfg: RoundConfig, pool: loop.LabeledArrays, test: loop.LabeledArrays,
+                  seeds: list[int], splits: list, cfg: Mapping[str, Any], train_index: np.ndarray,
+                  workdir: str, every: int, keep: int, progress: Callable[[dict], None],
+                  log: Callable[[str], None]) -> list[dict]:
+  """One strategy's seeds, resumed from its newest good checkpoint and checkpointed every `every`
+  evaluations (no checkpoints when `every` is 0). Returns the per-seed records of `loop.run`."""
+  import functools  # pylint: disable=import-outside-toplevel
+  from jaxal import checkpointing  # pylint: disable=import-outside-toplevel
+  rounds = int(cfg["rounds"])
+  run = functools.partial(loop.run, model, tx, rcfg, pool, test, seeds, splits, rounds,
+                          train_index=train_index, on_round=progress,
+                          seed_batching=cfg["seed_batching"])
+  if not every:
+    return run()
+  y_np = np.asarray(pool.y)
+  fresh = loop.stack_states([loop.init_state(s, sp, y_np, model, tx, pool.x, rcfg.members)
+                             for s, sp in zip(seeds, splits)])
+  ckpt = checkpointing.StrategyCheckpoints(workdir, rcfg.strategy, rounds, every, keep, log)
+  try:
+    found = ckpt.restore_latest(fresh, seeds)
+    if found is None:
+      return run(states=fresh, on_state=ckpt.save)
+    step, states, records, complete = found
+    if complete:
+      log(f"[{rcfg.strategy}] complete in checkpoint step {step}; nothing to run")
+      return records
+    log(f"[{rcfg.strategy}] resuming from checkpoint step {step} (rounds 0..{step - 1} done)")
+    return run(states=states, records=records, on_state=ckpt.save)
+  finally:
+    ckpt.close()

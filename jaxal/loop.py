@@ -191,9 +191,11 @@ def run(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig,
         pool: LabeledArrays, test: LabeledArrays, seeds: Sequence[int],
         splits: Sequence[Splits], rounds: int, train_index: np.ndarray | None = None,
         on_round: Callable[[dict], None] | None = None, fns=None,
-        seed_batching: str = "auto") -> list[dict]:
+        seed_batching: str = "auto", states: ALState | None = None,
+        records: Sequence[dict] | None = None,
+        on_state: Callable[[int, ALState, list[dict]], None] | None = None) -> list[dict]:
   """Runs `rounds` acquisition rounds for all seeds in one program (see `over_seeds`), then a
-  final training.
+  final training; optionally resumes from a checkpoint.
 
   Args:
     pool, test: device arrays; `pool.y` is the simulated oracle's ground truth.
@@ -203,18 +205,39 @@ def run(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig,
     on_round: called with a summary dict after every round (progress printing).
     fns: optional `(step, final)` from `make_round_fns`, to reuse compiled functions.
     seed_batching: "vmap", "map" or "auto" (see `over_seeds`).
+    states: optional stacked state [S, ...] to start from (a fresh `init_state` stack, or one
+      restored from a checkpoint); default: freshly initialised.
+    records: the per-seed records of the evaluations already done (as returned by this function);
+      with s rounds recorded, the run resumes at round s and `states` must be the input of round s
+      (`states.round == s`). The round keys are `fold_in(key, round)`, so a resumed run computes
+      exactly what an uninterrupted one would.
+    on_state: called as `on_state(s, states, records)` after evaluation s - 1 is recorded, before
+      `on_round` (so a progress line means the checkpoint is written); `states` is the input of
+      round s.
   Returns:
     one dict per seed: {"seed", "rounds": [{"round", "labels", "interactions", "test_accuracy",
     "per_class_accuracy", "val_accuracy", "train_loss", "selected", "seconds"}]}.
   """
   y_np = np.asarray(pool.y)
   scoring.check_method(model, cfg.uncertainty)
-  states = stack_states([init_state(s, sp, y_np, model, tx, pool.x, cfg.members)
-                         for s, sp in zip(seeds, splits)])
+  if states is None:
+    states = stack_states([init_state(s, sp, y_np, model, tx, pool.x, cfg.members)
+                           for s, sp in zip(seeds, splits)])
+  if records is None:
+    records = [{"seed": int(s), "rounds": []} for s in seeds]
+  else:
+    records = [{**rec, "rounds": list(rec["rounds"])} for rec in records]
+  done = {len(rec["rounds"]) for rec in records}
+  if [rec["seed"] for rec in records] != [int(s) for s in seeds] or len(done) != 1:
+    raise ValueError(f"records are for seeds {[rec['seed'] for rec in records]} with "
+                     f"{sorted(done)} rounds; expected seeds {list(seeds)} with one count.")
+  start = done.pop()
+  if start <= rounds and not bool(jnp.all(states.round == start)):
+    raise ValueError(f"resuming at round {start} needs states at round {start}, got "
+                     f"{np.asarray(states.round).tolist()}.")
   step, final = fns or make_round_fns(model, tx, cfg, seed_batching)
-  records = [{"seed": int(s), "rounds": []} for s in seeds]
   index_map = np.arange(len(y_np)) if train_index is None else np.asarray(train_index)
-  for r in range(rounds + 1):
+  for r in range(start, rounds + 1):
     t0 = time.perf_counter()
     if r < rounds:
       states, metrics = step(states, pool, test)
@@ -236,8 +259,10 @@ def run(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig,
                        if "selected" in metrics else []),
           "seconds": seconds,
       })
+    if on_state is not None:
+      on_state(r + 1, states, records)
     if on_round is not None:
       on_round({"strategy": cfg.strategy, "round": r, "labels": int(metrics["labels"][0]),
                 "test_accuracy": float(np.mean(metrics["test_accuracy"])), "seconds": seconds,
-                "first": r == 0})
+                "first": r == start})
   return records

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxal.metrics import accuracy, per_class_accuracy
@@ -97,9 +98,11 @@ def fit(model: nn.Module, tx: optax.GradientTransformation, variables: Any, opt_
   Returns:
     (variables, opt_state, mean loss of the last epoch).
   """
-  if not isinstance(labeled, jax.core.Tracer) and int(jnp.sum(labeled)) > capacity:
-    raise ValueError(f"fit: {int(jnp.sum(labeled))} items are labeled but capacity={capacity}; "
-                     "capacity must be at least the number labeled.")
+  if not isinstance(labeled, jax.core.Tracer):
+    count = int(np.sum(np.asarray(labeled)))
+    if count > capacity:
+      raise ValueError(f"fit: {count} items are labeled but capacity={capacity}; capacity must be "
+                       "at least the number labeled.")
   x, labels, labeled = jnp.asarray(x), jnp.asarray(labels), jnp.asarray(labeled)
   batch = cfg.batch_size
   n = jnp.sum(labeled).astype(jnp.int32)

@@ -34,4 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_batch_size = 1024
   c.seed_batching = "auto"
   c.workdir = ""
+  c.overwrite = False
+  c.checkpoint_every = 1
+  c.keep_checkpoints = 2
   return c
