@@ -12,7 +12,9 @@ from jaxal.strategies import STRATEGIES, Strategy, get_strategy, random_select, 
 from jaxal.oracles import simulated_oracle
 from jaxal.models import MODELS, get_model
 from jaxal.metrics import accuracy, per_class_accuracy
-from jaxal.kmeans import KMeansResult, assign, kmeans, kmeans_plus_plus, squared_distances
+from jaxal import kmeans  # the module: jaxal.kmeans.kmeans(...), .assign, .kmeans_plus_plus
+from jaxal.kmeans import KMeansResult
+from jaxal.clustering import cluster_expert, hybrid_select
 from jaxal.scoring import SAMPLE_SCORES, bald, mean_std, predict_samples, score_pool, \
     variation_ratios
 
@@ -24,6 +26,6 @@ __all__ = [
     "make_optimizer", "predict", "train_step", "SCORES", "entropy", "largest_margin",
     "least_confidence", "margin", "STRATEGIES", "Strategy", "get_strategy", "random_select",
     "top_k", "simulated_oracle", "MODELS", "get_model", "accuracy", "per_class_accuracy",
-    "KMeansResult", "assign", "kmeans", "kmeans_plus_plus", "squared_distances", "SAMPLE_SCORES",
+    "kmeans", "KMeansResult", "cluster_expert", "hybrid_select", "SAMPLE_SCORES",
     "bald", "mean_std", "predict_samples", "score_pool", "variation_ratios",
 ]

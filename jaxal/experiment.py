@@ -48,9 +48,29 @@ def validate(cfg: Mapping[str, Any]) -> None:
   if not names:
     raise ConfigError(f"--strategies is empty; accepted: {', '.join(strategies.STRATEGIES)}.")
   for name in names:
-    if name not in strategies.STRATEGIES:
-      raise ConfigError(f"--strategies: unknown strategy {name!r}; accepted: "
-                        f"{', '.join(strategies.STRATEGIES)}.")
+    try:
+      strategies.get_strategy(name)
+    except ValueError as e:
+      raise ConfigError(str(e)) from e
+  if cfg["hybrid_score"] not in scoring.SAMPLE_SCORES:
+    raise ConfigError(f"--hybrid_score: unknown score {cfg['hybrid_score']!r}; accepted: "
+                      f"{', '.join(scoring.SAMPLE_SCORES)}.")
+  kinds = {strategies.get_strategy(n).kind for n in names}
+  if kinds & {"hybrid", "hybrid_balanced"}:
+    if not 0 < cfg["alpha"] <= 1:
+      raise ConfigError(f"--alpha must be in (0, 1], got {cfg['alpha']}.")
+    n_top = math.ceil(cfg["alpha"] * cfg["query_size"] - 1e-9)
+    if cfg["alpha"] < 1 and not 1 <= cfg["n_clusters"] <= n_top:
+      raise ConfigError(f"--n_clusters={cfg['n_clusters']} must be between 1 and the uncertain "
+                        f"share ceil(--alpha * --query_size) = {n_top}.")
+  if "cluster" in kinds:
+    if not 0 < cfg["purity"] <= 1:
+      raise ConfigError(f"--purity must be in (0, 1], got {cfg['purity']}.")
+    if cfg["clusters_per_round"] < 1:
+      raise ConfigError(f"--clusters_per_round must be >= 1 for cluster strategies, got "
+                        f"{cfg['clusters_per_round']}.")
+    if cfg["cluster_size"] < 1:
+      raise ConfigError(f"--cluster_size must be >= 1, got {cfg['cluster_size']}.")
   if len(set(names)) != len(names):
     raise ConfigError(f"--strategies names a strategy twice: {cfg['strategies']!r}.")
   if cfg["uncertainty"] not in scoring.METHODS:
@@ -134,7 +154,8 @@ def train_config(cfg: Mapping[str, Any]) -> TrainConfig:
                      optimizer=cfg["optimizer"], learning_rate=float(cfg["learning_rate"]),
                      momentum=float(cfg["momentum"]), weight_decay=float(cfg["weight_decay"]),
                      l2_per_label=float(cfg["l2_per_label"]),
-                     reinit=bool(cfg["reinit"]), eval_batch_size=int(cfg["eval_batch_size"]))
+                     reinit=bool(cfg["reinit"]), same_init=bool(cfg["same_init"]),
+                     eval_batch_size=int(cfg["eval_batch_size"]))
 
 
 def run_experiment(cfg: Mapping[str, Any], workdir: str,
@@ -200,7 +221,20 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
 
   results = {"config": config_record, "runs": []}
   for name in names:
-    rcfg = RoundConfig(strategy=name, query_size=int(cfg["query_size"]), capacity=capacity,
+    strategy = strategies.get_strategy(name, cfg["hybrid_score"])
+    clustered = strategy.kind == "cluster"
+    num_clusters = max(1, round((len(ds.y_train) - cfg["val_size"]) / cfg["cluster_size"]))
+    if clustered and cfg["clusters_per_round"] > num_clusters:
+      raise ConfigError(f"--clusters_per_round={cfg['clusters_per_round']} exceeds the "
+                        f"{num_clusters} clusters (selectable pool / --cluster_size).")
+    rcfg = RoundConfig(strategy=name, query_size=int(cfg["query_size"]),
+                       # Cluster annotation labels a data-dependent number of items per round.
+                       capacity=len(ds.y_train) if clustered else capacity,
+                       hybrid_score=cfg["hybrid_score"], alpha=float(cfg["alpha"]),
+                       n_clusters=int(cfg["n_clusters"]),
+                       num_clusters=num_clusters if clustered else 0,
+                       clusters_per_round=int(cfg["clusters_per_round"]) if clustered else 0,
+                       purity=float(cfg["purity"]),
                        num_classes=ds.num_classes, train=tc, uncertainty=cfg["uncertainty"],
                        mc_samples=int(cfg["mc_samples"]),
                        ensemble_size=int(cfg["ensemble_size"]),
@@ -231,6 +265,8 @@ def write_results(results: Mapping, workdir: str) -> None:
   cfg = results["config"]
   title = f"{cfg.get('dataset')} / {cfg.get('model')}, {cfg.get('seeds')} seeds"
   reporting.plot_curves(results["runs"], os.path.join(workdir, "curves.png"), title=title)
+  reporting.plot_curves(results["runs"], os.path.join(workdir, "curves_interactions.png"),
+                        x_key="interactions", title=title)
   reporting.write_atomic(os.path.join(workdir, "summary.md"), reporting.summary_markdown(results))
 
 
@@ -239,7 +275,7 @@ def write_results(results: Mapping, workdir: str) -> None:
 
 # Settings that do not change the results: a resumed run may change them freely.
 RESUME_IGNORED = ("workdir", "cache_dir", "overwrite", "checkpoint_every", "keep_checkpoints",
-                  "jax_version", "backend")
+                  "jax_version", "backend", "seed_batching")
 
 
 def _checkpoint_settings(cfg: Mapping[str, Any]) -> tuple[int, int, bool]:

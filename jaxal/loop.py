@@ -20,12 +20,12 @@ import optax
 from flax import struct
 
 from jaxal import metrics as metrics_lib
-from jaxal import oracles, scoring, strategies, training
+from jaxal import clustering, kmeans as km, oracles, scoring, strategies, training
 from jaxal.data.splits import Splits
 from jaxal.state import ALState, RoundConfig
 
 # Sub-streams of a round key: fold_in(fold_in(root, round), STREAM).
-_INIT, _FIT, _SELECT, _ORACLE, _SCORE, _SUBSET = 0, 1, 2, 3, 4, 5
+_INIT, _FIT, _SELECT, _ORACLE, _SCORE, _SUBSET, _KMEANS, _SHOW = 0, 1, 2, 3, 4, 5, 6, 7
 
 
 @struct.dataclass
@@ -81,7 +81,8 @@ def train_and_evaluate(state: ALState, pool: LabeledArrays, test: LabeledArrays,
   tc = cfg.train
   variables, opt_state = state.variables, state.opt_state
   if tc.reinit:
-    variables, opt_state = init_model(model, tx, _round_key(state.key, state.round, _INIT),
+    init_round = 0 if tc.same_init else state.round
+    variables, opt_state = init_model(model, tx, _round_key(state.key, init_round, _INIT),
                                       pool.x[:1], cfg.members)
   fit_key = _round_key(state.key, state.round, _FIT)
   fit = functools.partial(training.fit, model, tx, x=pool.x, labels=state.labels,
@@ -109,28 +110,59 @@ def evaluate(model: nn.Module, variables: Any, x: jax.Array, y: jax.Array, cfg: 
   return metrics_lib.accuracy(pred, y), metrics_lib.per_class_accuracy(pred, y, cfg.num_classes)
 
 
-def ask(state: ALState, pool: LabeledArrays, *, model: nn.Module, cfg: RoundConfig) -> jax.Array:
-  """The K pool indices the strategy wants labeled next (int32 [K], distinct, unlabeled).
+def pool_features(model: nn.Module, variables: Any, x: jax.Array, cfg: RoundConfig) -> jax.Array:
+  """Penultimate-layer features [N, D] of the deterministic network (member 0 of an ensemble)."""
+  if cfg.members:
+    variables = jax.tree.map(lambda a: a[0], variables)
+  return training.predict(model, variables, x, cfg.train.eval_batch_size)[1]
 
-  Scores come from `scoring.score_pool` on predictive samples drawn by `cfg.uncertainty`; with
-  `cfg.pool_subset` > 0 only that many random unlabeled items are scored."""
-  strategy = strategies.get_strategy(cfg.strategy)
-  candidates = state.selectable & ~state.labeled
-  select_key = _round_key(state.key, state.round, _SELECT)
-  if strategy.score is None:
-    return strategy.select(select_key, None, candidates, cfg.query_size)
-  score = functools.partial(scoring.score_pool, model, state.variables,
+
+def _pool_scores(state: ALState, x: jax.Array, model: nn.Module, cfg: RoundConfig,
+                 strategy: strategies.Strategy) -> jax.Array:
+  return scoring.score_pool(model, state.variables, x,
                             key=_round_key(state.key, state.round, _SCORE),
                             method=cfg.uncertainty, score=strategy.score,
                             num_samples=cfg.mc_samples, chunk=cfg.train.eval_batch_size,
                             shared_trunk=cfg.shared_trunk)
+
+
+def ask(state: ALState, pool: LabeledArrays, *, model: nn.Module, cfg: RoundConfig) -> jax.Array:
+  """The K pool indices the strategy wants labeled next (int32 [K], distinct, unlabeled).
+
+  Scores come from `scoring.score_pool` on predictive samples drawn by `cfg.uncertainty`; with
+  `cfg.pool_subset` > 0 only that many random unlabeled items are scored. Hybrid strategies also
+  use the pool's penultimate features. (Cluster annotation is not a query of K images: see
+  `cluster_round`.)"""
+  strategy = strategies.get_strategy(cfg.strategy, cfg.hybrid_score)
+  if strategy.kind == "cluster":
+    raise ValueError(f"ask: {cfg.strategy!r} annotates whole clusters; use round_fn.")
+  candidates = state.selectable & ~state.labeled
+  select_key = _round_key(state.key, state.round, _SELECT)
+  if strategy.score is None:
+    return strategy.select(select_key, None, candidates, cfg.query_size)
+  x, mask, subset = pool.x, candidates, None
   if cfg.pool_subset:
     subset = strategies.random_select(_round_key(state.key, state.round, _SUBSET), candidates,
                                       cfg.pool_subset)
-    picked = strategy.select(select_key, score(pool.x[subset]),
-                             jnp.ones(cfg.pool_subset, bool), cfg.query_size)
-    return subset[picked]
-  return strategy.select(select_key, score(pool.x), candidates, cfg.query_size)
+    x, mask = pool.x[subset], jnp.ones(cfg.pool_subset, bool)
+  scores = _pool_scores(state, x, model, cfg, strategy)
+  if strategy.needs_features:
+    picked = clustering.hybrid_select(select_key, scores, pool_features(model, state.variables, x,
+                                                                        cfg),
+                                      mask, cfg.query_size, cfg.alpha, cfg.n_clusters,
+                                      balanced=strategy.kind == "hybrid_balanced")
+  else:
+    picked = strategy.select(select_key, scores, mask, cfg.query_size)
+  return picked if subset is None else subset[picked]
+
+
+def _label(state: ALState, indices: jax.Array, labels: jax.Array, valid: jax.Array) -> ALState:
+  """Marks `indices` where `valid` labeled with `labels`; invalid entries are dropped (scattered
+  out of bounds), so they change nothing."""
+  target = jnp.where(valid, indices, state.labeled.shape[0])
+  return state.replace(
+      labeled=state.labeled.at[target].set(True, mode="drop"),
+      labels=state.labels.at[target].set(labels.astype(state.labels.dtype), mode="drop"))
 
 
 def tell(state: ALState, indices: jax.Array, labels: jax.Array,
@@ -138,17 +170,76 @@ def tell(state: ALState, indices: jax.Array, labels: jax.Array,
   """Records the answers: marks `indices` labeled with `labels`, adds the interactions spent (one per
   image unless given) and closes the round."""
   spent = indices.shape[0] if interactions is None else interactions
-  return state.replace(labeled=state.labeled.at[indices].set(True),
-                       labels=state.labels.at[indices].set(labels.astype(state.labels.dtype)),
-                       round=state.round + 1, interactions=state.interactions + spent)
+  state = _label(state, indices, labels, jnp.ones(indices.shape, bool))
+  return state.replace(round=state.round + 1, interactions=state.interactions + spent)
+
+
+def cluster_round(state: ALState, pool: LabeledArrays, *, model: nn.Module, cfg: RoundConfig):
+  """Cluster-based annotation after training: k-means over the unlabeled pool's features; the
+  simulated expert is shown `cfg.clusters_per_round` random clusters and labels each whole cluster
+  with its modal class when that class reaches `cfg.purity`; K single images are labeled by the
+  oracle before (`<score>+cluster`) or after (`cluster+<score>`) the clusters, or none (`cluster`).
+  Every cluster shown and every image labeled is one interaction. Cluster labels are used for
+  training even when wrong.
+
+  Returns (next state, metrics: selected int32 [K] (-1 where no candidate was left),
+  cluster_labeled, cluster_label_accuracy, clusters_shown, clusters_accepted)."""
+  strategy = strategies.get_strategy(cfg.strategy, cfg.hybrid_score)
+  candidates = state.selectable & ~state.labeled
+  features = pool_features(model, state.variables, pool.x, cfg)
+  res = km.kmeans(_round_key(state.key, state.round, _KMEANS), features, cfg.num_clusters,
+                  mask=candidates, chunk=cfg.train.eval_batch_size)
+  scores = (_pool_scores(state, pool.x, model, cfg, strategy) if strategy.score is not None
+            else None)
+  k = cfg.query_size
+
+  def images(st):
+    cand = st.selectable & ~st.labeled
+    if strategy.images == "none":
+      return st, jnp.full((k,), -1, jnp.int32)
+    idx = (strategy.select(_round_key(st.key, st.round, _SELECT), scores, cand, k))
+    valid = cand[idx]
+    answers = oracles.simulated_oracle(pool.y, idx)
+    st = _label(st, idx, answers, valid)
+    return st.replace(interactions=st.interactions + jnp.sum(valid)), jnp.where(valid, idx, -1)
+
+  def clusters(st):
+    shown = clustering.show_clusters(_round_key(st.key, st.round, _SHOW), res.assignment,
+                                     cfg.num_clusters, cfg.clusters_per_round)
+    accepted, modal, _ = clustering.cluster_expert(pool.y, res.assignment, shown,
+                                                   cfg.num_clusters, cfg.num_classes, cfg.purity)
+    member = res.assignment >= 0
+    cid = jnp.where(member, res.assignment, 0)
+    newly = member & accepted[cid] & ~st.labeled
+    proposed = modal[cid]
+    st = st.replace(labeled=st.labeled | newly, labels=jnp.where(newly, proposed, st.labels),
+                    interactions=st.interactions + jnp.sum(shown))
+    n_new = jnp.sum(newly)
+    stats = {"cluster_labeled": n_new,
+             "cluster_label_accuracy": jnp.where(
+                 n_new > 0, jnp.sum(newly & (proposed == pool.y)) / jnp.maximum(n_new, 1), jnp.nan),
+             "clusters_shown": jnp.sum(shown), "clusters_accepted": jnp.sum(accepted)}
+    return st, stats
+
+  if strategy.clusters_first:
+    state, stats = clusters(state)
+    state, selected = images(state)
+  else:
+    state, selected = images(state)
+    state, stats = clusters(state)
+  return state.replace(round=state.round + 1), {"selected": selected, **stats}
 
 
 def round_fn(state: ALState, pool: LabeledArrays, test: LabeledArrays, *, model: nn.Module,
              tx: optax.GradientTransformation, cfg: RoundConfig):
-  """One full round: train, evaluate, ask, the simulated oracle answers, tell.
+  """One full round: train, evaluate, ask, the simulated oracle answers, tell (or, for cluster
+  strategies, `cluster_round`).
 
   Returns (next state, metrics with "selected": int32 [K])."""
   state, metrics = train_and_evaluate(state, pool, test, model=model, tx=tx, cfg=cfg)
+  if strategies.get_strategy(cfg.strategy, cfg.hybrid_score).kind == "cluster":
+    state, extra = cluster_round(state, pool, model=model, cfg=cfg)
+    return state, {**metrics, **extra}
   indices = ask(state, pool, model=model, cfg=cfg)
   answers = oracles.simulated_oracle(pool.y, indices,
                                      _round_key(state.key, state.round, _ORACLE))
@@ -181,6 +272,15 @@ def make_round_fns(model: nn.Module, tx: optax.GradientTransformation, cfg: Roun
   final = jax.jit(over_seeds(functools.partial(train_and_evaluate, model=model, tx=tx, cfg=cfg),
                              seed_batching))
   return step, final
+
+
+EXTRA_METRICS = ("cluster_labeled", "cluster_label_accuracy", "clusters_shown",
+                 "clusters_accepted")
+
+
+def _json_scalar(v):
+  v = np.asarray(v).item()
+  return None if isinstance(v, float) and np.isnan(v) else v
 
 
 def stack_states(states: Sequence[ALState]) -> ALState:
@@ -255,9 +355,10 @@ def run(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig,
           "train_loss": float(metrics["train_loss"][i]),
           "per_class_accuracy": [None if np.isnan(a) else float(a)
                                  for a in metrics["per_class_accuracy"][i]],
-          "selected": ([int(j) for j in index_map[metrics["selected"][i]]]
+          "selected": ([int(index_map[j]) for j in metrics["selected"][i] if j >= 0]
                        if "selected" in metrics else []),
           "seconds": seconds,
+          **{name: _json_scalar(metrics[name][i]) for name in EXTRA_METRICS if name in metrics},
       })
     if on_state is not None:
       on_state(r + 1, states, records)

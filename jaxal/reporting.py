@@ -50,16 +50,20 @@ def aggregate(runs: Sequence[Mapping], metric: str = "test_accuracy",
               x_key: str = "labels") -> dict[str, dict[str, np.ndarray]]:
   """Per strategy: x values, the metric's mean and standard error over seeds, and the seed count.
 
-  Seeds of one strategy must share their x values (same protocol); otherwise a ValueError."""
+  Seeds are averaged round by round. When seeds of one strategy reach different x values (cluster
+  annotation labels a data-dependent number of images), x is the seeds' mean x of each round and
+  `x_is_mean` is True. Seeds with different numbers of rounds are a ValueError."""
   out: dict[str, dict[str, np.ndarray]] = {}
   for strategy in dict.fromkeys(r["strategy"] for r in runs):
     group = [r for r in runs if r["strategy"] == strategy]
-    xs = np.array([[row[x_key] for row in r["rounds"]] for r in group])
-    if not (xs == xs[0]).all():
-      raise ValueError(f"strategy {strategy!r}: seeds disagree on {x_key!r}; cannot average.")
+    if len({len(r["rounds"]) for r in group}) != 1:
+      raise ValueError(f"strategy {strategy!r}: seeds have different numbers of rounds.")
+    xs = np.array([[row[x_key] for row in r["rounds"]] for r in group], np.float64)
+    same = bool((xs == xs[0]).all())
     ys = np.array([[row[metric] for row in r["rounds"]] for r in group], np.float64)
     mean, se = mean_and_stderr(ys)
-    out[strategy] = {"x": xs[0], "mean": mean, "stderr": se, "n": len(group), "values": ys}
+    out[strategy] = {"x": xs[0] if same else xs.mean(0), "mean": mean, "stderr": se,
+                     "n": len(group), "values": ys, "xs": xs, "x_is_mean": not same}
   return out
 
 
@@ -119,22 +123,43 @@ def summary_markdown(results: Mapping, x_key: str = "labels") -> str:
   runs = results["runs"]
   agg = aggregate(runs, "test_accuracy", x_key)
   lines = ["# Active-learning run", ""]
-  keys = ("dataset", "model", "uncertainty", "strategies", "seeds", "initial_size", "query_size",
-          "rounds", "epochs", "val_size", "pool_subset", "classes")
+  keys = ("dataset", "data_dir", "model", "uncertainty", "strategies", "seeds", "initial_size",
+          "query_size", "rounds", "epochs", "val_size", "pool_subset", "classes")
   lines += [f"- **{k}**: {cfg[k]}" for k in keys if cfg.get(k) not in (None, "")]
-  lines += ["", "Test accuracy, mean ± standard error over seeds; AUBC is the normalised area under"
-            " the accuracy-vs-labels curve.", ""]
+  lines += ["", "Test accuracy, mean ± standard error over seeds, at a few rounds (the column names "
+            f"the first strategy's {x_key}); AUBC is the normalised area under the accuracy-vs-"
+            f"{x_key} curve.", ""]
   first = next(iter(agg.values()))
-  xs = first["x"]
-  marks = sorted(set([xs[0], xs[len(xs) // 4], xs[len(xs) // 2], xs[-1]]))
-  head = "| strategy | seeds | AUBC | " + " | ".join(f"acc @ {m}" for m in marks) + " |"
-  lines += [head, "|" + "---|" * (3 + len(marks))]
+  n_rounds = len(first["x"])
+  marks = sorted(set([0, n_rounds // 4, n_rounds // 2, n_rounds - 1]))
+  head = ("| strategy | seeds | AUBC | " +
+          " | ".join(f"round {m} ({first['x'][m]:.0f} {x_key})" for m in marks) +
+          f" | final {x_key} |")
+  lines += [head, "|" + "---|" * (4 + len(marks))]
   for name, a in agg.items():
-    cells = []
-    for m in marks:
-      hit = np.flatnonzero(a["x"] == m)
-      cells.append(f"{a['mean'][hit[0]]:.3f} ± {a['stderr'][hit[0]]:.3f}" if hit.size else "–")
-    per_seed = [aubc(a["x"], v) for v in a["values"]]
+    cells = [f"{a['mean'][m]:.3f} ± {a['stderr'][m]:.3f}" if m < len(a["mean"]) else "–"
+             for m in marks]
+    cells.append(f"{a['x'][-1]:.0f}" + (" (mean)" if a["x_is_mean"] else ""))
+    per_seed = [aubc(x, v) for x, v in zip(a["xs"], a["values"])]
     au_m, au_se = mean_and_stderr(np.array(per_seed))
     lines.append(f"| {name} | {a['n']} | {au_m:.3f} ± {au_se:.3f} | " + " | ".join(cells) + " |")
+  clustered = [r for r in runs if "cluster_labeled" in r["rounds"][0]]
+  if clustered:
+    lines += ["", "Cluster annotation (totals over rounds, mean over seeds): images labeled through "
+              "clusters, the share of them labeled correctly, clusters shown / accepted, and the "
+              "final test accuracy against human interactions.", "",
+              "| strategy | cluster-labeled images | their accuracy | clusters shown | accepted | "
+              "interactions | final accuracy |", "|---|---|---|---|---|---|---|"]
+    for strategy in dict.fromkeys(r["strategy"] for r in clustered):
+      group = [r for r in clustered if r["strategy"] == strategy]
+      tot = lambda key: np.mean([sum(row.get(key) or 0 for row in r["rounds"]) for r in group])
+      correct = np.mean([sum((row.get("cluster_labeled") or 0) *
+                             (row.get("cluster_label_accuracy") or 0) for row in r["rounds"])
+                         for r in group])
+      n_lab = tot("cluster_labeled")
+      acc = f"{correct / n_lab:.3f}" if n_lab else "–"
+      final = np.mean([r["rounds"][-1]["test_accuracy"] for r in group])
+      inter = np.mean([r["rounds"][-1]["interactions"] for r in group])
+      lines.append(f"| {strategy} | {n_lab:.0f} | {acc} | {tot('clusters_shown'):.0f} | "
+                   f"{tot('clusters_accepted'):.0f} | {inter:.0f} | {final:.3f} |")
   return "\n".join(lines) + "\n"

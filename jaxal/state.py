@@ -47,7 +47,9 @@ class TrainConfig:
 
   `weight_decay` is PyTorch-style L2 added to the gradient; `l2_per_label` = c adds the Keras-style
   penalty (c / n) * sum(kernel^2) to the loss, n the labeled count, as Gal et al.'s code does
-  (c = 3.5): strong regularisation when few labels are known, weaker as the set grows."""
+  (c = 3.5): strong regularisation when few labels are known, weaker as the set grows.
+  `reinit` re-initialises the model every round; with `same_init` it is reset to the same initial
+  weights every round (the cluster paper) instead of drawing fresh ones."""
   epochs: int = 50
   batch_size: int = 32
   optimizer: str = "adam"
@@ -56,6 +58,7 @@ class TrainConfig:
   weight_decay: float = 0.0
   l2_per_label: float = 0.0
   reinit: bool = True
+  same_init: bool = False
   eval_batch_size: int = 1024
 
 
@@ -76,6 +79,10 @@ class RoundConfig:
     pool_subset: if > 0, each round scores only this many unlabeled items drawn at random (as Gal
       et al. did) and selects the top-K among them; 0 scores the whole pool.
     shared_trunk: MC dropout computes the network before its first dropout layer once.
+    hybrid_score, alpha, n_clusters: hybrid selection (score ranking the top ⌈αK⌉, share α of K,
+      k-means clusters over them).
+    num_clusters, clusters_per_round, purity: cluster-based annotation (k-means clusters over the
+      unlabeled pool, clusters shown per round, the expert's purity threshold).
   """
   strategy: str
   query_size: int
@@ -87,6 +94,12 @@ class RoundConfig:
   ensemble_size: int = 5
   pool_subset: int = 0
   shared_trunk: bool = True
+  hybrid_score: str = "entropy"
+  alpha: float = 0.5
+  n_clusters: int = 10
+  num_clusters: int = 0
+  clusters_per_round: int = 0
+  purity: float = 0.8
 
   @property
   def members(self) -> int:

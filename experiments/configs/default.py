@@ -26,6 +26,13 @@ def get_config() -> ml_collections.ConfigDict:
   c.mc_samples = 20
   c.ensemble_size = 5
   c.pool_subset = 0
+  c.hybrid_score = "entropy"
+  c.alpha = 0.5
+  c.n_clusters = 5
+  c.purity = 0.8
+  c.clusters_per_round = 10
+  c.cluster_size = 75
+  c.same_init = False
   c.val_size = 50
   c.classes = ""
   c.class_map = ""
