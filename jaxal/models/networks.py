@@ -18,6 +18,8 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxal.models.conv import Conv
+
 
 def _dropout_on(train: bool, dropout: bool | None) -> bool:
   return train if dropout is None else dropout
@@ -63,8 +65,8 @@ class LeNet5(_Split):
   dropout_rate: float = 0.5
 
   def setup(self):
-    self.conv1 = nn.Conv(6, (5, 5), padding="SAME")
-    self.conv2 = nn.Conv(16, (5, 5), padding="VALID")
+    self.conv1 = Conv(6, (5, 5), padding="SAME")
+    self.conv2 = Conv(16, (5, 5), padding="VALID")
     self.fc1 = nn.Dense(120)
     self.fc2 = nn.Dense(84)
     self.classifier = nn.Dense(self.num_classes)
@@ -97,7 +99,7 @@ class CNN3(_Split):
   dropout_rate: float = 0.5
 
   def setup(self):
-    self.convs = [nn.Conv(f, (3, 3), padding="SAME", name=f"conv{b}_{j}")
+    self.convs = [Conv(f, (3, 3), padding="SAME", name=f"conv{b}_{j}")
                   for b, f in enumerate(self.filters) for j in (0, 1)]
     self.fcs = [nn.Dense(w, name=f"fc{i}") for i, w in enumerate(self.dense)]
     self.classifier = nn.Dense(self.num_classes)
@@ -128,8 +130,8 @@ class GalCNN(_Split):
   dropout_rates: Sequence[float] = (0.25, 0.5)
 
   def setup(self):
-    self.conv1 = nn.Conv(32, (4, 4), padding="VALID")
-    self.conv2 = nn.Conv(32, (4, 4), padding="VALID")
+    self.conv1 = Conv(32, (4, 4), padding="VALID")
+    self.conv2 = Conv(32, (4, 4), padding="VALID")
     self.fc = nn.Dense(128)
     self.classifier = nn.Dense(self.num_classes)
     self.drop1 = nn.Dropout(self.dropout_rates[0])

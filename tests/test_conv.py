@@ -1,0 +1,157 @@
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxal import models, training
+from jaxal.models import conv as conv_mod
+from jaxal.models import networks
+from jaxal.models.conv import Conv
+from jaxal.state import TrainConfig
+
+RTOL, ATOL = 1e-4, 1e-5
+
+
+def _outputs_and_grads(modules, variables, x, ct):
+  """For each module: output, and gradients of <output, ct> w.r.t. the params and the input (one
+  jitted computation for all modules, to keep compile time down)."""
+  def one(module):
+    y, vjp = jax.vjp(lambda p, x: module.apply({"params": p}, x), variables["params"], x)
+    return (y,) + vjp(ct)
+  return jax.jit(lambda: [one(m) for m in modules])()
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID", ((2, 1), (0, 3))])
+@pytest.mark.parametrize("kernel", [3, 4, 5])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_im2col_matches_flax_conv_outputs_and_gradients(padding, kernel, stride):
+  # batch sizes 1 and 5 and input channels 1 and 3 alternate over the kernel/stride cases, so each
+  # padding mode sees both (one compile per case keeps the test fast)
+  for batch, cin in [(5, 1) if (kernel + stride) % 2 else (1, 3)]:
+    kx, kp, kc, kb = jax.random.split(jax.random.PRNGKey(kernel * 10 + stride), 4)
+    x = jax.random.normal(kx, (batch, 7, 9, cin))       # odd, non-square sizes
+    ours = Conv(4, (kernel, kernel), strides=stride, padding=padding, impl="im2col")
+    hybrid = ours.clone(impl="hybrid")
+    ref = nn.Conv(4, (kernel, kernel), strides=stride, padding=padding)
+    v = ours.init(kp, x)
+    # non-zero bias so the bias gradient and broadcast are exercised too
+    v = {"params": {**v["params"], "bias": jax.random.normal(kb, (4,))}}
+    ct = jax.random.normal(kc, jax.eval_shape(lambda: ref.apply(v, x)).shape)
+    *ours_out, (y_r, gp_r, gx_r) = _outputs_and_grads([ours, hybrid, ref], v, x, ct)
+    for y, gp, gx in ours_out:
+      assert y.shape == y_r.shape
+      np.testing.assert_allclose(y, y_r, rtol=RTOL, atol=ATOL)
+      np.testing.assert_allclose(gx, gx_r, rtol=RTOL, atol=ATOL)
+      for name in ("kernel", "bias"):
+        np.testing.assert_allclose(gp[name], gp_r[name], rtol=RTOL, atol=ATOL)
+
+
+def test_params_match_flax_conv_names_shapes_and_initial_values():
+  x = jnp.ones((2, 6, 6, 3))
+  key = jax.random.PRNGKey(3)
+  ours = Conv(8, (3, 3)).init(key, x)
+  ref = nn.Conv(8, (3, 3)).init(key, x)
+  assert jax.tree.structure(ours) == jax.tree.structure(ref)
+  jax.tree.map(np.testing.assert_array_equal, ours, ref)
+  no_bias = Conv(8, (3, 3), use_bias=False).init(key, x)
+  assert set(no_bias["params"]) == {"kernel"}
+
+
+def test_unbatched_input_and_no_bias_match_flax():
+  x = jax.random.normal(jax.random.PRNGKey(0), (7, 9, 2))
+  ours = Conv(3, 3, padding="SAME", use_bias=False, impl="im2col")
+  v = ours.init(jax.random.PRNGKey(1), x)
+  y = ours.apply(v, x)
+  assert y.shape == (7, 9, 3)
+  np.testing.assert_allclose(y, nn.Conv(3, (3, 3), use_bias=False).apply(v, x), rtol=RTOL,
+                             atol=ATOL)
+
+
+def test_im2col_traces_no_convolution_even_in_its_gradient():
+  x = jnp.ones((2, 8, 8, 3))
+  m = Conv(4, (3, 3), strides=2, impl="im2col")
+  v = m.init(jax.random.PRNGKey(0), x)
+  jaxpr = str(jax.make_jaxpr(jax.grad(lambda p, x: jnp.sum(m.apply({"params": p}, x)),
+                                      argnums=(0, 1)))(v["params"], x))
+  assert "conv_general_dilated" not in jaxpr and "dot_general" in jaxpr
+  xla_jaxpr = str(jax.make_jaxpr(Conv(4, (3, 3), impl="xla").apply)(v, x))
+  assert "conv_general_dilated" in xla_jaxpr
+  # hybrid: XLA's convolution when only evaluated, no convolution at all once differentiated
+  h = Conv(4, (3, 3), strides=2, impl="hybrid")
+  assert "conv_general_dilated" in str(jax.make_jaxpr(h.apply)(v, x))
+  hgrad = jax.make_jaxpr(jax.grad(lambda p, x: jnp.sum(h.apply({"params": p}, x)),
+                                  argnums=(0, 1)))(v["params"], x)
+  assert "conv_general_dilated" not in str(hgrad)
+
+
+def test_impl_selection_env_var_and_auto(monkeypatch):
+  monkeypatch.delenv(conv_mod.ENV_VAR, raising=False)
+  expected_auto = "hybrid" if jax.default_backend() == "cpu" else "xla"
+  assert conv_mod.resolve_impl("auto") == expected_auto
+  assert conv_mod.resolve_impl("xla") == "xla"
+  monkeypatch.setenv(conv_mod.ENV_VAR, "XLA")
+  assert conv_mod.resolve_impl("im2col") == "xla"
+  monkeypatch.setenv(conv_mod.ENV_VAR, "fft")
+  with pytest.raises(ValueError, match="JAXAL_CONV_IMPL: unknown convolution implementation 'fft'"):
+    conv_mod.resolve_impl("auto")
+  monkeypatch.delenv(conv_mod.ENV_VAR)
+  with pytest.raises(ValueError, match="accepted: auto, xla, im2col, hybrid"):
+    conv_mod.resolve_impl("winograd")
+
+
+@pytest.mark.parametrize("name,shape", [("lenet5", (16, 16, 3)), ("cnn3", (12, 12, 3)),
+                                        ("gal_cnn", (14, 14, 1))])
+def test_networks_keep_flax_param_trees_and_agree_across_impls(name, shape, monkeypatch):
+  model = models.get_model(name, 10)
+  x = jax.random.normal(jax.random.PRNGKey(0), (3,) + shape)
+  v = model.init(jax.random.PRNGKey(1), x)
+  # the same network built with flax.linen.Conv has the identical parameter tree and values
+  monkeypatch.setattr(networks, "Conv", nn.Conv)
+  v_flax = model.init(jax.random.PRNGKey(1), x)
+  assert jax.tree.structure(v) == jax.tree.structure(v_flax)
+  jax.tree.map(np.testing.assert_array_equal, v, v_flax)
+  logits_flax = jax.jit(model.apply)(v, x)[0]
+  monkeypatch.undo()
+  out = {}
+  for impl in ("xla", "im2col", "hybrid"):
+    monkeypatch.setenv(conv_mod.ENV_VAR, impl)
+    out[impl] = jax.jit(lambda v, x: model.apply(v, x)[0])(v, x)  # new function: traced anew
+  np.testing.assert_allclose(out["im2col"], out["xla"], rtol=RTOL, atol=ATOL)
+  np.testing.assert_array_equal(out["hybrid"], out["xla"])   # hybrid's forward is XLA's conv
+  np.testing.assert_allclose(out["xla"], logits_flax, rtol=1e-6, atol=1e-6)
+
+
+def test_scan_of_train_steps_gives_the_same_params_with_both_impls(monkeypatch):
+  model = models.get_model("cnn3", 4, filters=(4, 8, 8), dense=(16,))
+  # SGD, not Adam: Adam's normalisation turns rounding noise in near-zero gradients into full steps
+  cfg = TrainConfig(batch_size=8, optimizer="sgd", learning_rate=0.05, momentum=0.9)
+  tx = training.make_optimizer(cfg)
+  kx, ky = jax.random.split(jax.random.PRNGKey(0))
+  x = jax.random.normal(kx, (3, 8, 8, 8, 1))
+  y = jax.random.randint(ky, (3, 8), 0, 4)
+  w = jnp.ones(8)
+  v0 = training.init_variables(model, jax.random.PRNGKey(1), x[0])
+  o0 = tx.init(v0["params"])
+
+  def make_run():  # a new function per impl, so jit traces again and reads the env var again
+    def run(v, o):
+      def body(c, xs):
+        xb, yb, i = xs
+        v, o, loss = training.train_step(model, tx, *c, xb, yb, w, jax.random.PRNGKey(i))
+        return (v, o), loss
+      return jax.lax.scan(body, (v, o), (x, y, jnp.arange(3)))
+    return jax.jit(run)
+
+  res = {}
+  for impl in ("xla", "im2col", "hybrid"):
+    monkeypatch.setenv(conv_mod.ENV_VAR, impl)
+    res[impl] = make_run()(v0, o0)
+  (v_x, _), loss_x = res["xla"]
+  moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), v_x["params"], v0["params"])
+  assert max(jax.tree.leaves(moved)) > 1e-3      # training really changed the params
+  for impl in ("im2col", "hybrid"):
+    (v_i, _), loss_i = res[impl]
+    np.testing.assert_allclose(loss_i, loss_x, rtol=RTOL, atol=ATOL)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                 v_i["params"], v_x["params"])
