@@ -59,6 +59,25 @@ def mlp_features():
   return np.asarray(feats, np.float32)
 
 
+@pytest.fixture(scope="module")
+def trained_cnn_features():
+  """Penultimate features of the 3-block CNN after a few epochs of training on digits."""
+  from jaxal import training
+  from jaxal.models import get_model
+  from jaxal.state import TrainConfig
+  d = load_digits()
+  images = d.images.astype(np.float32)[..., None] / 16.0
+  model = get_model("cnn3", 10, filters=(8, 16, 16), dense=(32,))
+  cfg = TrainConfig(epochs=4, batch_size=64)
+  tx = training.make_optimizer(cfg)
+  v = training.init_variables(model, jax.random.PRNGKey(0), images)
+  labeled = np.arange(len(images)) < 1000
+  v, _, _ = training.fit(model, tx, v, tx.init(v["params"]), jax.random.PRNGKey(1), images,
+                         d.target.astype(np.int32), labeled, cfg, capacity=1000)
+  _, feats = training.predict(model, v, images, 512)
+  return np.asarray(feats, np.float32)
+
+
 @pytest.mark.parametrize("chunk", [1, 7, 25, 100, 1000])
 def test_squared_distances_match_numpy_for_any_chunk(chunk):
   rng = np.random.default_rng(0)
@@ -85,7 +104,8 @@ def test_assign_is_argmin_and_min_of_numpy_distances(chunk):
   assert a.dtype == jnp.int32
 
 
-@pytest.mark.parametrize("data,k", [("blobs", 8), ("overlapping", 12), ("mlp_features", 10)])
+@pytest.mark.parametrize("data,k", [("blobs", 8), ("overlapping", 12), ("mlp_features", 10),
+                                    ("trained_cnn_features", 10)])
 def test_inertia_within_one_percent_of_sklearn(data, k, request):
   x = request.getfixturevalue(data)
   res = jit_kmeans(jax.random.key(0), x, k, n_init=5, chunk=512)
