@@ -7,6 +7,7 @@ import pytest
 from jaxal import loop, models, scoring, training
 from jaxal.data import make_splits
 from jaxal.state import RoundConfig, TrainConfig
+from jaxal.data.synthetic import gaussian_pool
 
 
 def np_entropy(p):
@@ -138,11 +139,8 @@ def test_score_pool_in_chunks_equals_scoring_all_at_once_without_dropout():
   np.testing.assert_allclose(whole, 0.0, atol=1e-6)
 
 
-def blobs(n=240, c=4, d=8, seed=0):
-  rng = np.random.default_rng(seed)
-  centers = rng.normal(scale=3.0, size=(c, d))
-  y = rng.integers(0, c, n).astype(np.int32)
-  return (centers[y] + rng.normal(size=(n, d))).astype(np.float32).reshape(n, 1, d, 1), y
+def blobs(n=240, seed=0):
+  return gaussian_pool(n, 4, 8, seed)
 
 
 def test_ensemble_members_differ_and_are_trained_in_one_call():

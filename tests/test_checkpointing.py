@@ -15,6 +15,7 @@ import pytest
 from jaxal import checkpointing, experiment, loop, models, training
 from jaxal.data import make_splits
 from jaxal.state import RoundConfig, TrainConfig
+from jaxal.data.synthetic import gaussian_pool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI_ARGS = ("--rounds=6", "--epochs=2", "--seeds=2", "--strategies=random,entropy")
@@ -110,12 +111,8 @@ def test_changed_flag_is_refused_naming_the_differing_settings(uninterrupted):
 # In-process: the library side (checkpointing.StrategyCheckpoints, loop.run, run_experiment).
 
 
-def blobs(n=200, c=4, d=8, seed=0):
-  rng = np.random.default_rng(seed)
-  centers = rng.normal(scale=3.0, size=(c, d))
-  y = rng.integers(0, c, n).astype(np.int32)
-  x = (centers[y] + rng.normal(size=(n, d))).astype(np.float32)
-  return x.reshape(n, 1, d, 1), y
+def blobs(n=200, seed=0):
+  return gaussian_pool(n, 4, 8, seed)
 
 
 ROUNDS = 4

@@ -9,6 +9,7 @@ import pytest
 from jaxal import clustering, kmeans as km, loop, models, training
 from jaxal.data import make_splits
 from jaxal.state import RoundConfig, TrainConfig
+from jaxal.data.synthetic import gaussian_pool
 
 
 def pool(n=400, d=6, seed=0):
@@ -78,11 +79,8 @@ def test_cluster_expert_accepts_exactly_at_the_threshold_and_declines_below():
   assert np.asarray(acc_low).tolist() == [True, True, False, False]
 
 
-def blobs(n=300, c=3, d=8, seed=0):
-  rng = np.random.default_rng(seed)
-  centers = rng.normal(scale=3.0, size=(c, d))
-  y = rng.integers(0, c, n).astype(np.int32)
-  return (centers[y] + rng.normal(size=(n, d))).astype(np.float32).reshape(n, 1, d, 1), y
+def blobs(n=300, seed=0):
+  return gaussian_pool(n, 3, 8, seed)
 
 
 @pytest.mark.parametrize("name", ["cluster", "entropy+cluster", "cluster+entropy"])

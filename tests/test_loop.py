@@ -7,14 +7,11 @@ import pytest
 from jaxal import loop, models, training
 from jaxal.data import DatasetError, balanced_indices, make_splits
 from jaxal.state import RoundConfig, TrainConfig
+from jaxal.data.synthetic import gaussian_pool
 
 
-def blobs(n=300, c=4, d=8, seed=0):
-  rng = np.random.default_rng(seed)
-  centers = rng.normal(scale=3.0, size=(c, d))
-  y = rng.integers(0, c, n).astype(np.int32)
-  x = (centers[y] + rng.normal(size=(n, d))).astype(np.float32)
-  return x.reshape(n, 1, d, 1), y
+def blobs(n=300, seed=0):
+  return gaussian_pool(n, 4, 8, seed)
 
 
 @pytest.mark.parametrize("n,c", [(20, 10), (23, 10), (7, 3), (0, 4)])

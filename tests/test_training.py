@@ -7,14 +7,11 @@ from sklearn.metrics import recall_score
 
 from jaxal import metrics, models, training
 from jaxal.state import TrainConfig
+from jaxal.data.synthetic import gaussian_pool
 
 
-def blobs(n=400, c=3, d=6, seed=0):
-  rng = np.random.default_rng(seed)
-  centers = rng.normal(scale=4.0, size=(c, d))
-  y = rng.integers(0, c, n).astype(np.int32)
-  x = (centers[y] + rng.normal(size=(n, d))).astype(np.float32)
-  return x.reshape(n, 1, d, 1), y
+def blobs(n=400, seed=0):
+  return gaussian_pool(n, 3, 6, seed, scale=4.0)
 
 
 def test_cross_entropy_masks_padding_like_numpy():
