@@ -118,6 +118,15 @@ def _flat(a: jax.Array) -> jax.Array:
 # Distances and assignment
 
 
+def _points_centroids_chunk(x: Any, c: Any, chunk: Any, where: str):
+  """Checked points [n, d], centroids [k, d] (cast to the points' dtype) and chunk size."""
+  x = _as_points(x, "x", where)
+  c = _as_points(c, "c", where).astype(x.dtype)
+  if c.shape[1] != x.shape[1]:
+    raise ValueError(f"{where}: c must be [k, d] with d={x.shape[1]} like x; got {tuple(c.shape)}.")
+  return x, c, _static_int(chunk, "chunk", where, 1)
+
+
 def squared_distances(x: jax.Array, c: jax.Array, chunk: int = 4096) -> jax.Array:
   """Squared Euclidean distances [n, k] between points `x` [n, d] and centroids `c` [k, d].
 
@@ -125,11 +134,7 @@ def squared_distances(x: jax.Array, c: jax.Array, chunk: int = 4096) -> jax.Arra
   is n x k; the intermediates are [chunk, k]). Use `assign` when only the nearest centroid is needed.
   """
   where = "squared_distances"
-  x = _as_points(x, "x", where)
-  c = _as_points(c, "c", where).astype(x.dtype)
-  if c.shape[1] != x.shape[1]:
-    raise ValueError(f"{where}: c must be [k, d] with d={x.shape[1]} like x; got {tuple(c.shape)}.")
-  chunk = _static_int(chunk, "chunk", where, 1)
+  x, c, chunk = _points_centroids_chunk(x, c, chunk, where)
   cc = jnp.sum(c * c, axis=-1)
 
   def block(xb):
@@ -172,11 +177,7 @@ def assign(x: jax.Array, c: jax.Array, chunk: int = 4096,
     centroid index.
   """
   where = "assign"
-  x = _as_points(x, "x", where)
-  c = _as_points(c, "c", where).astype(x.dtype)
-  if c.shape[1] != x.shape[1]:
-    raise ValueError(f"{where}: c must be [k, d] with d={x.shape[1]} like x; got {tuple(c.shape)}.")
-  chunk = _static_int(chunk, "chunk", where, 1)
+  x, c, chunk = _points_centroids_chunk(x, c, chunk, where)
   n = x.shape[0]
   chunk = _chunk_size(n, chunk)
   valid = _as_mask(mask, n, where)
