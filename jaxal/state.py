@@ -83,6 +83,20 @@ class RoundConfig:
       k-means clusters over them).
     num_clusters, clusters_per_round, purity: cluster-based annotation (k-means clusters over the
       unlabeled pool, clusters shown per round, the expert's purity threshold).
+    batchbald_configs: BatchBALD's M: label configurations of the chosen points enumerated exactly
+      while C^b <= M, else M sampled (cost O(K N S M C) per round).
+    power_beta: coldness beta of `power_bald` / `power_entropy` (probability ~ score^beta).
+    graph_subset: `typiclust` and `probcover` work on at most this many random unlabeled items
+      (plus the labeled ones); their costs grow with its square (ProbCover keeps a bool
+      [n, n] ball graph). 0 = the whole pool. `pool_subset`, when smaller, applies instead.
+    typiclust_max_clusters, typiclust_neighbors: TypiClust's cap on the number of clusters (the
+      authors' 500) and neighbours for typicality (20).
+    probcover_delta, probcover_purity: ProbCover's ball radius on L2-normalised features (0 =
+      the largest radius whose balls are pure for a `probcover_purity` share of the points, with
+      k-means pseudo-labels of `num_classes` clusters).
+    cluster_margin_factor, cluster_margin_threshold: Cluster-Margin's k_m / K (lowest-margin
+      candidates clustered per round) and average-linkage distance threshold epsilon (0 = merge
+      down to K clusters).
   """
   strategy: str
   query_size: int
@@ -100,6 +114,15 @@ class RoundConfig:
   num_clusters: int = 0
   clusters_per_round: int = 0
   purity: float = 0.8
+  batchbald_configs: int = 1000
+  power_beta: float = 1.0
+  graph_subset: int = 5000
+  typiclust_max_clusters: int = 500
+  typiclust_neighbors: int = 20
+  probcover_delta: float = 0.0
+  probcover_purity: float = 0.95
+  cluster_margin_factor: float = 10.0
+  cluster_margin_threshold: float = 0.0
 
   @property
   def members(self) -> int:

@@ -44,9 +44,12 @@ def test_registry_holds_random_the_point_and_the_bayesian_scores():
   assert set(strategies.STRATEGIES) == {"random", "least_confidence", "margin",
                                         "largest_margin", "entropy", "bald", "variation_ratios",
                                         "mean_std", "hybrid", "hybrid_balanced", "cluster",
-                                        "entropy+cluster", "cluster+entropy"}
+                                        "entropy+cluster", "cluster+entropy", "batchbald",
+                                        "power_bald", "power_entropy", "coreset", "badge",
+                                        "typiclust", "probcover", "cluster_margin", "kmeans",
+                                        "margin_cluster_mean"}
   assert strategies.get_strategy("margin+cluster").kind == "cluster"
   assert strategies.get_strategy("cluster+random").clusters_first
   assert strategies.get_strategy("hybrid", "margin").score is not None
-  with pytest.raises(ValueError, match="--strategies: unknown strategy 'coreset'; accepted: random"):
-    strategies.get_strategy("coreset")
+  with pytest.raises(ValueError, match="--strategies: unknown strategy 'kcenter'; accepted: random"):
+    strategies.get_strategy("kcenter")

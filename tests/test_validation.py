@@ -103,7 +103,7 @@ def test_validation_set_larger_than_a_class_allows_names_the_class(tmp_path):
 @pytest.mark.parametrize("overrides,expected", [
     ({"dataset": "cifar"}, "--dataset: unknown dataset 'cifar'; accepted: digits, idx, folder"),
     ({"model": "vgg"}, "--model: unknown model 'vgg'; accepted: mlp"),
-    ({"strategies": "random,coreset"}, "--strategies: unknown strategy 'coreset'; accepted: "),
+    ({"strategies": "random,kcenter"}, "--strategies: unknown strategy 'kcenter'; accepted: "),
     ({"optimizer": "rmsprop"}, "--optimizer: unknown optimizer 'rmsprop'; accepted: sgd, adam"),
     ({"uncertainty": "bayes"}, "--uncertainty: unknown method 'bayes'; accepted: deterministic"),
     ({"seed_batching": "pmap"}, "--seed_batching: unknown value 'pmap'; accepted: auto, vmap, map"),
