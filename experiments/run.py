@@ -13,7 +13,7 @@ import sys
 from absl import app, flags
 
 from experiments import configs
-from jaxal import experiment
+from jaxal import experiment, human
 
 _DEFAULT = configs.load("default")
 FLAGS = flags.FLAGS
@@ -57,6 +57,7 @@ flags.DEFINE_string("seed_batching", _DEFAULT.seed_batching, "How seeds share on
 flags.DEFINE_string("workdir", _DEFAULT.workdir, "Results directory (default runs/<preset>).")
 flags.DEFINE_boolean("overwrite", _DEFAULT.overwrite, "Replace a run with different settings (and its checkpoints) in --workdir.")
 flags.DEFINE_integer("checkpoint_every", _DEFAULT.checkpoint_every, "Checkpoint every N rounds under <workdir>/checkpoints (0 = none); re-running the command resumes.")
+flags.DEFINE_string("oracle", _DEFAULT.oracle, "Who labels: simulated (the dataset's labels), human (each round writes <workdir>/round_NNN/query.png and labels.csv and stops; fill it in and run again) or terminal (asks image by image). human/terminal need --seeds=1 and one strategy.")
 flags.DEFINE_integer("keep_checkpoints", _DEFAULT.keep_checkpoints, "Checkpoints kept per strategy (the newest N).")
 
 SETTINGS = [k for k in _DEFAULT.keys()]
@@ -78,13 +79,15 @@ def main(argv):
     sys.exit(f"error: unexpected arguments {argv[1:]}; settings are given as --flag=value.")
   try:
     cfg = resolve_config()
-    experiment.run_experiment(cfg.to_dict(), cfg.workdir)
-  except experiment.ConfigError as e:
+    results = experiment.run_experiment(cfg.to_dict(), cfg.workdir)
+  except (experiment.ConfigError, human.LabelFileError) as e:
     sys.exit(f"error: {e}")
   except ValueError as e:
     if str(e).startswith("--"):
       sys.exit(f"error: {e}")
     raise
+  if results.get("paused"):
+    return  # waiting for a person's answers; the message is printed
   print(f"results written to {cfg.workdir}/ (config.json, results.json, curves.png, summary.md)")
 
 

@@ -11,13 +11,13 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TextIO
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxal import loop, models, reporting, scoring, strategies, training
+from jaxal import human, loop, models, reporting, scoring, strategies, training
 from jaxal.data import (Dataset, DatasetError, channel_stats, load_class_map, load_dataset,
                         make_splits, merge_classes, normalize, subset_classes)
 from jaxal.state import RoundConfig, TrainConfig
@@ -77,7 +77,9 @@ def validate(cfg: Mapping[str, Any]) -> None:
     raise ConfigError(f"--uncertainty: unknown method {cfg['uncertainty']!r}; accepted: "
                       f"{', '.join(scoring.METHODS)}.")
   if cfg["uncertainty"] == "deterministic":
-    needs = [n for n in names if n in scoring.NEEDS_SAMPLES]
+    needs = [n for n in names if n in scoring.NEEDS_SAMPLES
+             or (strategies.get_strategy(n).kind == "pool"
+                 and strategies.get_strategy(n).needs_several_samples)]
     if needs:
       raise ConfigError(f"--strategies={','.join(needs)} needs several predictive samples; set "
                         "--uncertainty=mc_dropout or --uncertainty=ensemble.")
@@ -104,6 +106,31 @@ def validate(cfg: Mapping[str, Any]) -> None:
   if cfg["classes"] and cfg["class_map"]:
     raise ConfigError("--classes and --class_map cannot be combined; merge with --class_map "
                       "(it may leave classes out) or subset with --classes.")
+  _validate_oracle(cfg, names)
+
+
+def _validate_oracle(cfg: Mapping[str, Any], names: list[str]) -> None:
+  """`--oracle`: a person labels one run (one seed, one strategy), checkpointed every round."""
+  oracle = cfg.get("oracle", "simulated")
+  if oracle not in human.ORACLES:
+    raise ConfigError(f"--oracle: unknown oracle {oracle!r}; accepted: {', '.join(human.ORACLES)}.")
+  if oracle == "simulated":
+    return
+  wrong = []
+  if cfg["seeds"] != 1:
+    wrong.append(f"--seeds=1 (got {cfg['seeds']})")
+  if len(names) != 1:
+    wrong.append(f"a single name in --strategies (got {len(names)}: {','.join(names)})")
+  if wrong:
+    raise ConfigError(f"--oracle={oracle}: a person labels one run; set {' and '.join(wrong)}.")
+  strategy = strategies.get_strategy(names[0], cfg["hybrid_score"])
+  if strategy.kind == "cluster" and strategy.clusters_first and strategy.images != "none":
+    raise ConfigError(f"--oracle={oracle} with --strategies={names[0]}: the images of "
+                      "cluster+<score> are chosen after the clusters are answered, which a person "
+                      "cannot do in one question yet; use cluster or <score>+cluster.")
+  if cfg.get("checkpoint_every", 1) != 1:
+    raise ConfigError(f"--oracle={oracle} saves after every round: --checkpoint_every must be 1, "
+                      f"got {cfg.get('checkpoint_every')!r}.")
 
 
 def _as_class(token: str):
@@ -159,8 +186,14 @@ def train_config(cfg: Mapping[str, Any]) -> TrainConfig:
 
 
 def run_experiment(cfg: Mapping[str, Any], workdir: str,
-                   log: Callable[[str], None] = print) -> dict:
+                   log: Callable[[str], None] = print, stdin: TextIO | None = None,
+                   stdout: TextIO | None = None) -> dict:
   """Runs every strategy for every seed and writes the results directory. Returns the results.
+
+  With `oracle` "human" or "terminal" a person answers (`jaxal.human.run_human`; `stdin` and
+  `stdout`, default the process's, carry the terminal session). When the run stops to wait for
+  answers, the results hold the rounds done so far and "paused": the message saying what to do
+  (also logged); running again with the same settings continues.
 
   With `checkpoint_every` > 0 (default 1) the stacked seed state and the records of each strategy
   are checkpointed under `<workdir>/checkpoints/<strategy>/` (`jaxal.checkpointing`), and calling
@@ -249,6 +282,19 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
     if name in done:
       log(f"[{name}] already complete; kept from the previous run")
       records = done[name]
+    elif cfg.get("oracle", "simulated") in human.HUMAN_ORACLES:
+      records, paused = human.run_human(
+          model, tx, rcfg, pool, test, seeds[0], splits[0], int(cfg["rounds"]),
+          images=ds.x_train, class_names=ds.class_names, train_index=ds.train_index,
+          workdir=workdir, mode=cfg["oracle"], keep=keep, seed_batching=cfg["seed_batching"],
+          log=log, stdin=stdin, stdout=stdout)
+      if paused:
+        results["runs"] += [{"strategy": name, **rec} for rec in records]
+        if any(rec["rounds"] for rec in records):
+          write_results(results, workdir)
+        log(paused)
+        results["paused"] = paused
+        return results
     else:
       records = _run_strategy(model, tx, rcfg, pool, test, seeds, splits, cfg, ds.train_index,
                               workdir, every, keep, progress, log)
@@ -323,6 +369,7 @@ def _prepare_workdir(workdir: str, config_record: Mapping[str, Any], overwrite: 
     if os.path.isdir(ckpt) or os.path.exists(config_path):
       log(f"--overwrite: replacing the run in {workdir}")
     shutil.rmtree(ckpt, ignore_errors=True)
+    human.remove_rounds(workdir)
     return None
   if not os.path.exists(config_path):
     if os.path.isdir(os.path.join(workdir, "checkpoints")):
@@ -335,7 +382,7 @@ def _prepare_workdir(workdir: str, config_record: Mapping[str, Any], overwrite: 
   except (OSError, ValueError) as e:
     raise ConfigError(f"--workdir={workdir}: cannot read its config.json ({e}); use --overwrite "
                       "to replace the run.") from e
-  diffs = config_differences(old, config_record)
+  diffs = config_differences(_comparable(old), _comparable(config_record))
   if diffs:
     raise ConfigError(f"--workdir={workdir} holds a run with different settings: "
                       f"{', '.join(diffs)}; use --overwrite to replace it.")
@@ -348,9 +395,19 @@ def _prepare_workdir(workdir: str, config_record: Mapping[str, Any], overwrite: 
       previous = json.load(f)
   except (OSError, ValueError):
     return None
-  if config_differences(previous.get("config", {}), config_record):
+  if config_differences(_comparable(previous.get("config", {})), _comparable(config_record)):
     return None
   return previous
+
+
+def _comparable(record: Mapping[str, Any]) -> dict:
+  """A config record as compared for resuming: a record from before `oracle` existed is a
+  simulated run, and "terminal" and "human" are the same run (a person answering through the
+  terminal or the files, which share labels.csv), so either can take over from the other."""
+  record = {"oracle": "simulated", **record}
+  if record["oracle"] in human.HUMAN_ORACLES:
+    record["oracle"] = "human"
+  return record
 
 
 def _complete_runs(previous: Mapping | None, names: list[str], seeds: list[int],

@@ -73,11 +73,11 @@ def _round_key(key: jax.Array, round_: jax.Array | int, stream: int) -> jax.Arra
   return jax.random.fold_in(jax.random.fold_in(key, round_), stream)
 
 
-def train_and_evaluate(state: ALState, pool: LabeledArrays, test: LabeledArrays, *,
-                       model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig):
-  """Trains on the labeled set (from a fresh initialisation when `cfg.train.reinit`) and evaluates.
-
-  Returns (state with the trained variables, metrics dict of scalars/arrays)."""
+def train(state: ALState, pool: LabeledArrays, *, model: nn.Module,
+          tx: optax.GradientTransformation, cfg: RoundConfig):
+  """Trains on the labeled set (from a fresh initialisation when `cfg.train.reinit`; an ensemble's
+  members side by side with `vmap`). Returns (state with the trained variables, mean loss of the
+  last epoch)."""
   tc = cfg.train
   variables, opt_state = state.variables, state.opt_state
   if tc.reinit:
@@ -94,20 +94,33 @@ def train_and_evaluate(state: ALState, pool: LabeledArrays, test: LabeledArrays,
     loss = jnp.mean(loss)
   else:
     variables, opt_state, loss = fit(variables=variables, opt_state=opt_state, key=fit_key)
-  test_acc, per_class = evaluate(model, variables, test.x, test.y, cfg)
-  val_acc, _ = evaluate(model, variables, pool.x[state.val], pool.y[state.val], cfg)
+  return state.replace(variables=variables, opt_state=opt_state), loss
+
+
+def train_and_evaluate(state: ALState, pool: LabeledArrays, test: LabeledArrays, *,
+                       model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig):
+  """`train`, then test and validation accuracy.
+
+  Returns (state with the trained variables, metrics dict of scalars/arrays)."""
+  state, loss = train(state, pool, model=model, tx=tx, cfg=cfg)
+  variables = state.variables
+  test_acc, per_class, test_ece = evaluate(model, variables, test.x, test.y, cfg)
+  val_acc, _, _ = evaluate(model, variables, pool.x[state.val], pool.y[state.val], cfg)
   metrics = {"labels": state.num_labeled, "interactions": state.interactions,
              "test_accuracy": test_acc, "per_class_accuracy": per_class,
-             "val_accuracy": val_acc, "train_loss": loss}
-  return state.replace(variables=variables, opt_state=opt_state), metrics
+             "test_ece": test_ece, "val_accuracy": val_acc, "train_loss": loss}
+  return state, metrics
 
 
 def evaluate(model: nn.Module, variables: Any, x: jax.Array, y: jax.Array, cfg: RoundConfig):
-  """Accuracy and per-class accuracy of the predictive distribution (`scoring.mean_probs`)."""
-  pred = training.apply_in_chunks(
-      lambda xb: jnp.argmax(scoring.mean_probs(model, variables, xb, cfg.uncertainty), -1),
-      x, cfg.train.eval_batch_size)
-  return metrics_lib.accuracy(pred, y), metrics_lib.per_class_accuracy(pred, y, cfg.num_classes)
+  """Accuracy, per-class accuracy and expected calibration error (15 bins) of the predictive
+  distribution (`scoring.mean_probs`)."""
+  probs = training.apply_in_chunks(
+      lambda xb: scoring.mean_probs(model, variables, xb, cfg.uncertainty), x,
+      cfg.train.eval_batch_size)
+  pred = jnp.argmax(probs, -1)
+  return (metrics_lib.accuracy(pred, y), metrics_lib.per_class_accuracy(pred, y, cfg.num_classes),
+          metrics_lib.expected_calibration_error(probs, y))
 
 
 def pool_features(model: nn.Module, variables: Any, x: jax.Array, cfg: RoundConfig) -> jax.Array:
@@ -126,18 +139,85 @@ def _pool_scores(state: ALState, x: jax.Array, model: nn.Module, cfg: RoundConfi
                             shared_trunk=cfg.shared_trunk)
 
 
+def _pool_samples(state: ALState, x: jax.Array, model: nn.Module, cfg: RoundConfig) -> jax.Array:
+  """Predictive samples [S, n, C] of `x`, in chunks; the same draws `_pool_scores` scores."""
+  rows = scoring.score_pool(model, state.variables, x,
+                            key=_round_key(state.key, state.round, _SCORE),
+                            method=cfg.uncertainty, score=lambda s: jnp.swapaxes(s, 0, 1),
+                            num_samples=cfg.mc_samples, chunk=cfg.train.eval_batch_size,
+                            shared_trunk=cfg.shared_trunk)
+  return jnp.swapaxes(rows, 0, 1)
+
+
+def _pool_outputs(model: nn.Module, variables: Any, x: jax.Array,
+                  cfg: RoundConfig) -> tuple[jax.Array, jax.Array]:
+  """Class probabilities [n, C] and penultimate features [n, D] of the deterministic network
+  (member 0 of an ensemble, as `pool_features`), from one pass."""
+  if cfg.members:
+    variables = jax.tree.map(lambda a: a[0], variables)
+  logits, features = training.predict(model, variables, x, cfg.train.eval_batch_size)
+  return jax.nn.softmax(logits, axis=-1), features
+
+
+def _working_set(state: ALState, candidates: jax.Array, cfg: RoundConfig,
+                 strategy: strategies.Strategy):
+  """The items a "pool" strategy sees: the whole pool, or (with `cfg.pool_subset`, or
+  `cfg.graph_subset` for graph strategies, smaller than the pool) that many random candidates
+  followed, when the strategy needs the labeled set, by the labeled items gathered into a buffer of
+  min(capacity, N) slots. Returns (pool indices int32 [n] or None for the whole pool,
+  candidates bool [n], labeled bool [n])."""
+  n = candidates.shape[0]
+  size = cfg.pool_subset
+  if strategy.graph and cfg.graph_subset:
+    size = min(size, cfg.graph_subset) if size else cfg.graph_subset
+  if not size or size >= n:
+    return None, candidates, state.labeled
+  subset = strategies.random_select(_round_key(state.key, state.round, _SUBSET), candidates, size)
+  if "labeled" not in strategy.needs:
+    return subset, candidates[subset], jnp.zeros(size, bool)
+  cap = min(cfg.capacity, n)
+  labeled = jnp.nonzero(state.labeled, size=cap, fill_value=0)[0].astype(subset.dtype)
+  labeled_ok = jnp.arange(cap) < jnp.sum(state.labeled)
+  return (jnp.concatenate([subset, labeled]),
+          jnp.concatenate([candidates[subset], jnp.zeros(cap, bool)]),
+          jnp.concatenate([jnp.zeros(size, bool), labeled_ok]))
+
+
+def _ask_pool(state: ALState, pool: LabeledArrays, model: nn.Module, cfg: RoundConfig,
+              strategy: strategies.Strategy, candidates: jax.Array,
+              select_key: jax.Array) -> jax.Array:
+  """`ask` for "pool" strategies: computes what `strategy.needs` over the working set and maps the
+  selection back to pool indices."""
+  index, cand, labeled = _working_set(state, candidates, cfg, strategy)
+  x = pool.x if index is None else pool.x[index]
+  probs = features = None
+  if {"probs", "features"} & set(strategy.needs):
+    probs, features = _pool_outputs(model, state.variables, x, cfg)
+  inputs = strategies.PoolInputs(
+      candidates=cand, labeled=labeled,
+      scores=(_pool_scores(state, x, model, cfg, strategy) if "scores" in strategy.needs
+              else None),
+      samples=_pool_samples(state, x, model, cfg) if "samples" in strategy.needs else None,
+      probs=probs, features=features)
+  picked = strategy.selector(select_key, inputs, cfg.query_size, cfg)
+  return picked if index is None else index[picked]
+
+
 def ask(state: ALState, pool: LabeledArrays, *, model: nn.Module, cfg: RoundConfig) -> jax.Array:
   """The K pool indices the strategy wants labeled next (int32 [K], distinct, unlabeled).
 
   Scores come from `scoring.score_pool` on predictive samples drawn by `cfg.uncertainty`; with
   `cfg.pool_subset` > 0 only that many random unlabeled items are scored. Hybrid strategies also
-  use the pool's penultimate features. (Cluster annotation is not a query of K images: see
-  `cluster_round`.)"""
+  use the pool's penultimate features; "pool" strategies (BatchBALD, power sampling, core-set,
+  BADGE, TypiClust, ProbCover, Cluster-Margin, k-means, margin-cluster-mean) get what they need from
+  `_ask_pool`. (Cluster annotation is not a query of K images: see `cluster_round`.)"""
   strategy = strategies.get_strategy(cfg.strategy, cfg.hybrid_score)
   if strategy.kind == "cluster":
     raise ValueError(f"ask: {cfg.strategy!r} annotates whole clusters; use round_fn.")
   candidates = state.selectable & ~state.labeled
   select_key = _round_key(state.key, state.round, _SELECT)
+  if strategy.kind == "pool":
+    return _ask_pool(state, pool, model, cfg, strategy, candidates, select_key)
   if strategy.score is None:
     return strategy.select(select_key, None, candidates, cfg.query_size)
   x, mask, subset = pool.x, candidates, None
@@ -165,12 +245,36 @@ def _label(state: ALState, indices: jax.Array, labels: jax.Array, valid: jax.Arr
       labels=state.labels.at[target].set(labels.astype(state.labels.dtype), mode="drop"))
 
 
+# Answers that are not a class (`tell`'s labels, `tell_query`'s cluster answers).
+SKIP = -1     # an image: not labeled, back in the pool (it may be asked again in a later round)
+UNSURE = -2   # an image: not labeled and no longer selectable (the person could not decide)
+DECLINE = -1  # a cluster: not labeled
+
+
+def _answer_images(state: ALState, indices: jax.Array, labels: jax.Array) -> tuple[ALState,
+                                                                                  jax.Array]:
+  """Labels `indices` [K] where `labels` [K] is a class (>= 0); SKIP leaves an item as it was,
+  UNSURE also makes it unselectable; indices < 0 (no candidate) are ignored. Returns (state, the
+  number of items labeled)."""
+  n = state.labeled.shape[0]
+  answered = (labels >= 0) & (indices >= 0)
+  unsure = (labels == UNSURE) & (indices >= 0)
+  state = _label(state, indices, labels, answered)
+  state = state.replace(selectable=state.selectable.at[jnp.where(unsure, indices, n)].set(
+      False, mode="drop"))
+  return state, jnp.sum(answered).astype(state.interactions.dtype)
+
+
 def tell(state: ALState, indices: jax.Array, labels: jax.Array,
          interactions: jax.Array | int | None = None) -> ALState:
-  """Records the answers: marks `indices` labeled with `labels`, adds the interactions spent (one per
-  image unless given) and closes the round."""
-  spent = indices.shape[0] if interactions is None else interactions
-  state = _label(state, indices, labels, jnp.ones(indices.shape, bool))
+  """Records the answers and closes the round: marks `indices` [K] labeled with `labels` [K] and
+  adds the interactions spent (one per labeled image unless given).
+
+  A label may also be `SKIP` (the item stays unlabeled and returns to the pool) or `UNSURE` (the
+  item stays unlabeled and is no longer selectable, so it is not asked again); indices < 0 are
+  ignored. The simulated oracle always answers a class."""
+  state, labeled = _answer_images(state, indices, labels)
+  spent = labeled if interactions is None else interactions
   return state.replace(round=state.round + 1, interactions=state.interactions + spent)
 
 
@@ -230,6 +334,119 @@ def cluster_round(state: ALState, pool: LabeledArrays, *, model: nn.Module, cfg:
   return state.replace(round=state.round + 1), {"selected": selected, **stats}
 
 
+MONTAGE_SIZE = 64  # members of a cluster shown to a person, at most
+_MEMBERS = 8  # key stream: which members of a large cluster are shown
+
+
+@struct.dataclass
+class Query:
+  """What one round asks a person: K single images and/or whole clusters to review.
+
+  Attributes:
+    indices: int32 [K] pool indices of the images to label (-1: no candidate was left); shape [0]
+      for the strategy `cluster`, which shows clusters only.
+    clusters: int32 [Q] ids of the clusters to review (-1: fewer non-empty clusters than Q);
+      Q = `cfg.clusters_per_round` for cluster strategies, 0 for the others.
+    sizes: int32 [Q] members of each cluster.
+    members: int32 [Q, M] pool indices of up to M = min(MONTAGE_SIZE, N) members of each cluster (a
+      random sample of a larger cluster; -1 pads).
+    proposed: int32 [Q] the class the model predicts most often among a cluster's members.
+    assignment: int32 [N] the cluster of every pool item (-1: in none): answering a cluster labels
+      all its members, shown or not, as the simulated cluster expert does. Shape [0] without
+      clusters.
+  """
+  indices: jax.Array
+  clusters: jax.Array
+  sizes: jax.Array
+  members: jax.Array
+  proposed: jax.Array
+  assignment: jax.Array
+
+
+def ask_query(state: ALState, pool: LabeledArrays, *, model: nn.Module,
+              cfg: RoundConfig) -> Query:
+  """The round's question for a person, after `train_and_evaluate`: `ask`'s K images, or for
+  cluster strategies the clusters that `cluster_round` would show its simulated expert (same
+  k-means, same keys) plus, for `<score>+cluster`, the K images it would label first. Jittable.
+
+  `cluster+<score>` chooses its images after the clusters are labeled, so it needs the answers
+  first; it raises ValueError here."""
+  strategy = strategies.get_strategy(cfg.strategy, cfg.hybrid_score)
+  none = jnp.zeros((0,), jnp.int32)
+  if strategy.kind != "cluster":
+    return Query(indices=ask(state, pool, model=model, cfg=cfg), clusters=none, sizes=none,
+                 members=jnp.zeros((0, min(MONTAGE_SIZE, pool.x.shape[0])), jnp.int32),
+                 proposed=none, assignment=none)
+  if strategy.clusters_first and strategy.images != "none":
+    raise ValueError(f"ask_query: {cfg.strategy!r} chooses its images after the clusters are "
+                     "answered; a person can answer 'cluster' and '<score>+cluster' rounds.")
+  candidates = state.selectable & ~state.labeled
+  features = pool_features(model, state.variables, pool.x, cfg)
+  res = km.kmeans(_round_key(state.key, state.round, _KMEANS), features, cfg.num_clusters,
+                  mask=candidates, chunk=cfg.train.eval_batch_size)
+  if strategy.images == "none":
+    indices = none
+  else:
+    scores = (_pool_scores(state, pool.x, model, cfg, strategy) if strategy.score is not None
+              else None)
+    idx = strategy.select(_round_key(state.key, state.round, _SELECT), scores, candidates,
+                          cfg.query_size)
+    indices = jnp.where(candidates[idx], idx, -1)
+  shown = clustering.show_clusters(_round_key(state.key, state.round, _SHOW), res.assignment,
+                                   cfg.num_clusters, cfg.clusters_per_round)
+  clusters = jnp.nonzero(shown, size=cfg.clusters_per_round, fill_value=-1)[0].astype(jnp.int32)
+  member = res.assignment >= 0
+  seg = jnp.where(member, res.assignment, 0)
+  sizes = jax.ops.segment_sum(member.astype(jnp.int32), seg, num_segments=cfg.num_clusters)
+  pred = training.apply_in_chunks(
+      lambda xb: jnp.argmax(scoring.mean_probs(model, state.variables, xb, cfg.uncertainty), -1),
+      pool.x, cfg.train.eval_batch_size)
+  votes = jax.ops.segment_sum(jax.nn.one_hot(pred, cfg.num_classes, dtype=jnp.int32)
+                              * member[:, None], seg, num_segments=cfg.num_clusters)
+  valid = clusters >= 0
+  m = min(MONTAGE_SIZE, pool.x.shape[0])
+
+  def sample(key, c):
+    inside = res.assignment == c
+    pick = strategies.random_select(key, inside, m)
+    return jnp.where(inside[pick], pick, -1).astype(jnp.int32)
+
+  members = jax.vmap(sample)(
+      jax.random.split(_round_key(state.key, state.round, _MEMBERS), cfg.clusters_per_round),
+      jnp.where(valid, clusters, -2))
+  cid = jnp.where(valid, clusters, 0)
+  return Query(indices=indices, clusters=clusters, sizes=jnp.where(valid, sizes[cid], 0),
+               members=members, proposed=jnp.argmax(votes[cid], axis=-1).astype(jnp.int32),
+               assignment=res.assignment.astype(jnp.int32))
+
+
+def tell_query(state: ALState, query: Query, image_labels: jax.Array,
+               cluster_answers: jax.Array) -> tuple[ALState, jax.Array]:
+  """Records a person's answers to `query` and closes the round (the human counterpart of the
+  oracle + `tell` / `cluster_round`). Jittable.
+
+  Args:
+    image_labels: int [K] a class, `SKIP` or `UNSURE` per image of `query.indices` (see `tell`).
+    cluster_answers: int [Q] per cluster of `query.clusters`: the class its members get (the
+      proposed one or another), or `DECLINE`.
+  The images are labeled first; then every member of an answered cluster that is still unlabeled
+  and selectable gets the cluster's class. Interactions: one per image labeled, one per cluster
+  reviewed (declined ones too).
+  Returns (next state, bool [N] the items labeled through clusters; [0] without clusters)."""
+  state, spent = _answer_images(state, query.indices, image_labels)
+  by_cluster = jnp.zeros((0,), bool)
+  if query.clusters.shape[0]:
+    reviewed = query.clusters >= 0
+    match = (query.assignment[:, None] == query.clusters[None, :]) & reviewed[None, :]
+    label = jnp.max(jnp.where(match, cluster_answers[None, :], DECLINE), axis=1)
+    by_cluster = (label >= 0) & ~state.labeled & state.selectable
+    state = state.replace(labeled=state.labeled | by_cluster,
+                          labels=jnp.where(by_cluster, label, state.labels).astype(
+                              state.labels.dtype))
+    spent = spent + jnp.sum(reviewed).astype(spent.dtype)
+  return state.replace(round=state.round + 1, interactions=state.interactions + spent), by_cluster
+
+
 def round_fn(state: ALState, pool: LabeledArrays, test: LabeledArrays, *, model: nn.Module,
              tx: optax.GradientTransformation, cfg: RoundConfig):
   """One full round: train, evaluate, ask, the simulated oracle answers, tell (or, for cluster
@@ -285,6 +502,27 @@ def _json_scalar(v):
 
 def stack_states(states: Sequence[ALState]) -> ALState:
   return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+
+def _record(records: list[dict], r: int, metrics: dict, index_map: np.ndarray,
+            seconds: float) -> None:
+  """Appends evaluation `r` of every seed (host metrics with a leading seed axis) to `records`."""
+  for i, rec in enumerate(records):
+    rec["rounds"].append({
+        "round": r,
+        "labels": int(metrics["labels"][i]),
+        "interactions": int(metrics["interactions"][i]),
+        "test_accuracy": float(metrics["test_accuracy"][i]),
+        "test_ece": float(metrics["test_ece"][i]),
+        "val_accuracy": float(metrics["val_accuracy"][i]),
+        "train_loss": float(metrics["train_loss"][i]),
+        "per_class_accuracy": [None if np.isnan(a) else float(a)
+                               for a in metrics["per_class_accuracy"][i]],
+        "selected": ([int(index_map[j]) for j in metrics["selected"][i] if j >= 0]
+                     if "selected" in metrics else []),
+        "seconds": seconds,
+        **{name: _json_scalar(metrics[name][i]) for name in EXTRA_METRICS if name in metrics},
+    })
 
 
 def run(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig,
@@ -345,25 +583,58 @@ def run(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig,
       states, metrics = final(states, pool, test)
     metrics = jax.device_get(metrics)
     seconds = time.perf_counter() - t0
-    for i, rec in enumerate(records):
-      rec["rounds"].append({
-          "round": r,
-          "labels": int(metrics["labels"][i]),
-          "interactions": int(metrics["interactions"][i]),
-          "test_accuracy": float(metrics["test_accuracy"][i]),
-          "val_accuracy": float(metrics["val_accuracy"][i]),
-          "train_loss": float(metrics["train_loss"][i]),
-          "per_class_accuracy": [None if np.isnan(a) else float(a)
-                                 for a in metrics["per_class_accuracy"][i]],
-          "selected": ([int(index_map[j]) for j in metrics["selected"][i] if j >= 0]
-                       if "selected" in metrics else []),
-          "seconds": seconds,
-          **{name: _json_scalar(metrics[name][i]) for name in EXTRA_METRICS if name in metrics},
-      })
+    _record(records, r, metrics, index_map, seconds)
     if on_state is not None:
       on_state(r + 1, states, records)
     if on_round is not None:
       on_round({"strategy": cfg.strategy, "round": r, "labels": int(metrics["labels"][0]),
                 "test_accuracy": float(np.mean(metrics["test_accuracy"])), "seconds": seconds,
                 "first": r == start})
+  return records
+
+
+def make_scanned_fn(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig,
+                    rounds: int, seed_batching: str = "auto"):
+  """One jitted program for a whole run: `lax.scan` of `round_fn` over `rounds` rounds, then the
+  final training and evaluation, all seeds together (see `over_seeds`). Called as
+  `fn(states, pool, test) -> (states, round_metrics [rounds, seeds, ...], final_metrics [seeds, ...])`.
+  The input state buffers are donated on accelerators."""
+  step = over_seeds(functools.partial(round_fn, model=model, tx=tx, cfg=cfg), seed_batching)
+  final = over_seeds(functools.partial(train_and_evaluate, model=model, tx=tx, cfg=cfg),
+                     seed_batching)
+
+  def program(states, pool, test):
+    states, per_round = jax.lax.scan(lambda st, _: step(st, pool, test), states, None,
+                                     length=rounds)
+    states, last = final(states, pool, test)
+    return states, per_round, last
+
+  donate = (0,) if jax.default_backend() != "cpu" else ()
+  return jax.jit(program, donate_argnums=donate)
+
+
+def run_scanned(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig,
+                pool: LabeledArrays, test: LabeledArrays, seeds: Sequence[int],
+                splits: Sequence[Splits], rounds: int, train_index: np.ndarray | None = None,
+                fn=None, seed_batching: str = "auto",
+                states: ALState | None = None) -> list[dict]:
+  """`run` without checkpoints or progress: every round of every seed in one compiled program
+  (`make_scanned_fn`), with no host round trip until the end. Same keys, so the same selections and
+  (up to floating-point reassociation) the same accuracies as `run`. Each record's "seconds" is the
+  run's wall time divided by its rounds + 1 evaluations; `fn` reuses a (compiled) `make_scanned_fn`.
+  Returns records in `run`'s format."""
+  y_np = np.asarray(pool.y)
+  scoring.check_method(model, cfg.uncertainty)
+  if states is None:
+    states = stack_states([init_state(s, sp, y_np, model, tx, pool.x, cfg.members)
+                           for s, sp in zip(seeds, splits)])
+  fn = fn or make_scanned_fn(model, tx, cfg, rounds, seed_batching)
+  t0 = time.perf_counter()
+  _, per_round, last = jax.device_get(fn(states, pool, test))
+  seconds = (time.perf_counter() - t0) / (rounds + 1)
+  records = [{"seed": int(s), "rounds": []} for s in seeds]
+  index_map = np.arange(len(y_np)) if train_index is None else np.asarray(train_index)
+  for r in range(rounds):
+    _record(records, r, jax.tree.map(lambda a, r=r: a[r], per_round), index_map, seconds)
+  _record(records, rounds, last, index_map, seconds)
   return records

@@ -44,4 +44,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.overwrite = False
   c.checkpoint_every = 1
   c.keep_checkpoints = 2
+  c.oracle = "simulated"
   return c
