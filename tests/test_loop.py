@@ -1,4 +1,6 @@
 """The AL loop: balanced initial sets, K per round, no repeats, one compilation across rounds."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -133,3 +135,22 @@ def test_vmap_and_map_over_seeds_give_the_same_run():
                                [r["test_accuracy"] for r in rb["rounds"]], atol=1e-6)
   with pytest.raises(ValueError, match="seed_batching: unknown value 'pmap'"):
     loop.run(model, tx, cfg, pool, test, [0], splits[:1], 1, seed_batching="pmap")
+
+
+@pytest.mark.parametrize("strategy", ["entropy", "hybrid"])
+def test_scanned_run_equals_the_round_by_round_run(strategy):
+  rounds = 3
+  model, tx, cfg, pool, test, splits, y = _setup(strategy, rounds=rounds, seeds=(0, 1))
+  cfg = dataclasses.replace(cfg, n_clusters=3)
+  a = loop.run(model, tx, cfg, pool, test, [0, 1], splits, rounds)
+  fn = loop.make_scanned_fn(model, tx, cfg, rounds)
+  b = loop.run_scanned(model, tx, cfg, pool, test, [0, 1], splits, rounds, fn=fn)
+  assert fn._cache_size() == 1
+  for ra, rb in zip(a, b):
+    assert ra["seed"] == rb["seed"]
+    assert len(rb["rounds"]) == rounds + 1
+    for x, z in zip(ra["rounds"], rb["rounds"]):
+      assert (x["round"], x["labels"], x["interactions"], x["selected"]) == \
+             (z["round"], z["labels"], z["interactions"], z["selected"])
+      np.testing.assert_allclose(x["test_accuracy"], z["test_accuracy"], atol=1e-6)
+      np.testing.assert_allclose(x["train_loss"], z["train_loss"], rtol=1e-4)

@@ -1,0 +1,66 @@
+"""The benchmark entry point at smoke scale: each workload runs, reports and writes its JSON. No timing
+is asserted (speed is measured by running the benchmark, not by tests)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def bench(*args):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  return subprocess.run([sys.executable, "-m", "experiments.benchmark", *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=600)
+
+
+def test_unknown_workload_names_the_accepted_ones():
+  p = bench("fastest")
+  assert p.returncode != 0
+  assert ("accepted: fmnist-bald, train-throughput, score-throughput, seeds, kmeans, pool-scale"
+          in p.stderr)
+
+
+def test_kmeans_workload_compares_with_scikit_learn(tmp_path):
+  out = tmp_path / "k.json"
+  p = bench("kmeans", "--kmeans_n=600", "--kmeans_d=4", "--kmeans_k=5", "--repeats=2",
+            f"--out={out}")
+  assert p.returncode == 0, p.stderr
+  res = json.loads(out.read_text())
+  assert len(res["jaxal"]["runs"]) == 2 and len(res["sklearn"]["runs"]) == 2
+  # Same data and k: jaxal's inertia is close to scikit-learn's (k-means++ on separated blobs).
+  assert 0.8 < res["inertia_ratio_jaxal_over_sklearn"] < 1.25
+  assert "sklearn / jaxal time" in p.stdout
+
+
+def test_fmnist_bald_workload_runs_the_protocol_and_its_phases_agree():
+  root = os.environ.get("JAXAL_SHARED_DATA")
+  if not root or not os.path.isdir(os.path.join(root, "fashion_mnist")):
+    pytest.skip("JAXAL_SHARED_DATA with fashion_mnist is not set")
+  out = os.path.join(ROOT, ".pytest_cache", "fmnist_bald_smoke.json")
+  os.makedirs(os.path.dirname(out), exist_ok=True)
+  p = bench("fmnist-bald", f"--data_dir={os.path.join(root, 'fashion_mnist')}", "--rounds=2",
+            "--epochs=1", "--repeats=1", "--mc_samples=2", f"--out={out}")
+  assert p.returncode == 0, p.stderr
+  res = json.loads(open(out).read())
+  run = res["jaxal"]["runs"][0]
+  assert len(run["round_seconds"]) == 3 and len(run["accuracy_curve"][0]) == 3
+  # The separately compiled phases pick exactly what the fused production round picks, and so
+  # does the whole run as one lax.scan program.
+  assert res["jaxal"]["phased_selects_as_fused"] is True
+  assert res["jaxal"]["scanned"]["selected"] == run["selected"]
+  assert [len(s) for s in run["selected"][0]] == [10, 10, 0]
+
+
+def test_pool_scale_workload_streams_and_selects_what_the_in_memory_pool_selects(tmp_path):
+  out = tmp_path / "p.json"
+  p = bench("pool-scale", "--pool_sizes=3000", "--stream_chunk=1024", "--mc_samples=3",
+            "--feature_dim=16", f"--out={out}")
+  assert p.returncode == 0, p.stderr
+  rows = json.loads(out.read_text())["results"]
+  assert [(r["pool_size"], r["mode"]) for r in rows] == [(3000, "stream"), (3000, "memory")]
+  assert rows[0]["selected"] == rows[1]["selected"] and len(set(rows[0]["selected"])) == 10
+  assert all(0 <= i < 3000 for i in rows[0]["selected"])
+  assert all(r["peak_rss_mb"] > 0 for r in rows)
