@@ -103,17 +103,7 @@ def plot_curves(runs: Sequence[Mapping], path: str, x_key: str = "labels",
   if title:
     ax.set_title(title, fontsize=10)
   fig.tight_layout()
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
-  os.close(fd)
-  try:
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
-  finally:
-    plt.close(fig)
-    if os.path.exists(tmp):
-      os.unlink(tmp)
+  _save(fig, path)
 
 
 def summary_markdown(results: Mapping, x_key: str = "labels") -> str:
@@ -128,18 +118,24 @@ def summary_markdown(results: Mapping, x_key: str = "labels") -> str:
   lines += [f"- **{k}**: {cfg[k]}" for k in keys if cfg.get(k) not in (None, "")]
   lines += ["", "Test accuracy, mean ± standard error over seeds, at a few rounds (the column names "
             f"the first strategy's {x_key}); AUBC is the normalised area under the accuracy-vs-"
-            f"{x_key} curve.", ""]
+            f"{x_key} curve; ECE is the final expected calibration error (15 bins).", ""]
   first = next(iter(agg.values()))
   n_rounds = len(first["x"])
   marks = sorted(set([0, n_rounds // 4, n_rounds // 2, n_rounds - 1]))
   head = ("| strategy | seeds | AUBC | " +
           " | ".join(f"round {m} ({first['x'][m]:.0f} {x_key})" for m in marks) +
-          f" | final {x_key} |")
-  lines += [head, "|" + "---|" * (4 + len(marks))]
+          f" | final {x_key} | final ECE |")
+  lines += [head, "|" + "---|" * (5 + len(marks))]
   for name, a in agg.items():
     cells = [f"{a['mean'][m]:.3f} ± {a['stderr'][m]:.3f}" if m < len(a["mean"]) else "–"
              for m in marks]
     cells.append(f"{a['x'][-1]:.0f}" + (" (mean)" if a["x_is_mean"] else ""))
+    eces = [r["rounds"][-1].get("test_ece") for r in runs if r["strategy"] == name]
+    if all(e is not None for e in eces):
+      e_m, e_se = mean_and_stderr(np.array(eces))
+      cells.append(f"{float(e_m):.3f} ± {float(e_se):.3f}")
+    else:
+      cells.append("–")
     per_seed = [aubc(x, v) for x, v in zip(a["xs"], a["values"])]
     au_m, au_se = mean_and_stderr(np.array(per_seed))
     lines.append(f"| {name} | {a['n']} | {au_m:.3f} ± {au_se:.3f} | " + " | ".join(cells) + " |")
@@ -162,4 +158,146 @@ def summary_markdown(results: Mapping, x_key: str = "labels") -> str:
       inter = np.mean([r["rounds"][-1]["interactions"] for r in group])
       lines.append(f"| {strategy} | {n_lab:.0f} | {acc} | {tot('clusters_shown'):.0f} | "
                    f"{tot('clusters_accepted'):.0f} | {inter:.0f} | {final:.3f} |")
+  return "\n".join(lines) + "\n"
+
+
+def experiment_label(config: Mapping[str, Any]) -> str:
+  """A short "dataset / model" name for a results directory's config (the data folder's name for
+  idx / folder / npz datasets; the class subset, merge map and input noise when set)."""
+  ds = str(config.get("dataset", "?"))
+  if ds in ("idx", "folder", "npz") and config.get("data_dir"):
+    ds = os.path.splitext(os.path.basename(os.path.normpath(str(config["data_dir"]))))[0]
+  extra = []
+  if config.get("classes"):
+    extra.append(f"classes {config['classes']}")
+  if config.get("class_map"):
+    extra.append(os.path.splitext(os.path.basename(str(config["class_map"])))[0])
+  if config.get("noise") not in (None, "", "none"):
+    extra.append(f"{config['noise']} noise")
+  name = f"{ds} / {config.get('model', '?')}"
+  return name + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _save(fig, path: str) -> None:
+  import matplotlib.pyplot as plt
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
+  os.close(fd)
+  try:
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, path)
+  finally:
+    plt.close(fig)
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+
+
+def plot_groups(groups: Mapping[str, Sequence[Mapping]], path: str, x_key: str = "labels",
+                metric: str = "test_accuracy") -> None:
+  """One panel per experiment (title: its label) of mean `metric` vs `x_key` with ±1 standard-error
+  bands per strategy; panels in a grid of at most 3 columns."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  names = list(groups)
+  cols = min(3, len(names))
+  rows = -(-len(names) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), dpi=110, squeeze=False)
+  for ax, name in zip(axes.flat, names):
+    for strategy, a in aggregate(groups[name], metric, x_key).items():
+      line, = ax.plot(a["x"], a["mean"], marker="o", markersize=2,
+                      label=f"{strategy} (n={a['n']})")
+      ax.fill_between(a["x"], a["mean"] - a["stderr"], a["mean"] + a["stderr"],
+                      color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_title(name, fontsize=9)
+    ax.set_xlabel({"labels": "labeled images", "interactions": "human interactions"}.get(
+        x_key, x_key))
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  for ax in list(axes.flat)[len(names):]:
+    ax.axis("off")
+  fig.tight_layout()
+  _save(fig, path)
+
+
+def plot_per_class(runs: Sequence[Mapping], path: str, class_names: Sequence[str] | None = None,
+                   x_key: str = "labels", title: str | None = None) -> None:
+  """Per-class accuracy (recall) vs `x_key`: one panel per class, one line per strategy with a ±1
+  standard-error band over seeds. Rounds where a class has no test item (None) are gaps."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  num_classes = len(runs[0]["rounds"][0]["per_class_accuracy"])
+  names = list(class_names or [str(c) for c in range(num_classes)])
+  if len(names) != num_classes:
+    raise ValueError(f"plot_per_class: {len(names)} class names for {num_classes} classes.")
+  cols = min(5, num_classes)
+  rows = -(-num_classes // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.5 * rows + 0.6), dpi=110,
+                           squeeze=False, sharey=True)
+  strategies = list(dict.fromkeys(r["strategy"] for r in runs))
+  colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  for c in range(num_classes):
+    ax = axes.flat[c]
+    for i, strategy in enumerate(strategies):
+      group = [r for r in runs if r["strategy"] == strategy]
+      xs = np.array([[row[x_key] for row in r["rounds"]] for r in group], np.float64).mean(0)
+      ys = np.array([[np.nan if row["per_class_accuracy"][c] is None
+                      else row["per_class_accuracy"][c] for row in r["rounds"]] for r in group],
+                    np.float64)
+      with np.errstate(invalid="ignore"):
+        mean, se = mean_and_stderr(ys)
+      color = colors[i % len(colors)]
+      ax.plot(xs, mean, color=color, linewidth=1.2, label=strategy)
+      ax.fill_between(xs, mean - se, mean + se, color=color, alpha=0.2, linewidth=0)
+    ax.set_title(names[c], fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.tick_params(labelsize=7)
+    if c % cols == 0:
+      ax.set_ylabel("class accuracy", fontsize=8)
+    if c // cols == rows - 1:
+      ax.set_xlabel({"labels": "labeled images"}.get(x_key, x_key), fontsize=8)
+  for ax in list(axes.flat)[num_classes:]:
+    ax.axis("off")
+  handles, labels = axes.flat[0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8)
+  if title:
+    fig.suptitle(title, fontsize=10)
+  fig.tight_layout(rect=(0, 0.06, 1, 1))
+  _save(fig, path)
+
+
+def paper_table(groups: Mapping[str, Sequence[Mapping]], error: bool = False,
+                targets: Sequence[float] = ()) -> str:
+  """A markdown table in the papers' form: one row per experiment x strategy with the number of
+  seeds, the final budget, the final test accuracy (or test error with `error`) as mean ± standard
+  error over seeds, the AUBC (mean ± s.e. of the per-seed values), the final expected calibration
+  error (when recorded) and, for each target accuracy,
+  the labels at which the mean curve first reaches it."""
+  what = "test error (%)" if error else "test accuracy (%)"
+  head = ["experiment", "strategy", "seeds", "labels", f"final {what}", "AUBC (%)", "final ECE"]
+  head += [f"labels to {t:.0%}" for t in targets]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for name, runs in groups.items():
+    for strategy, a in aggregate(runs, "test_accuracy", "labels").items():
+      final = a["values"][:, -1]
+      vals = (1.0 - final) if error else final
+      m, se = mean_and_stderr(vals * 100)
+      au = np.array([aubc(x, v) for x, v in zip(a["xs"], a["values"])]) * 100
+      au_m, au_se = mean_and_stderr(au)
+      cells = [name, strategy, str(a["n"]),
+               f"{a['x'][-1]:.0f}" + (" (mean)" if a["x_is_mean"] else ""),
+               f"{float(m):.2f} ± {float(se):.2f}", f"{float(au_m):.2f} ± {float(au_se):.2f}"]
+      eces = [r["rounds"][-1].get("test_ece") for r in runs if r["strategy"] == strategy]
+      if all(e is not None for e in eces):
+        e_m, e_se = mean_and_stderr(np.array(eces))
+        cells.append(f"{float(e_m):.3f} ± {float(e_se):.3f}")
+      else:
+        cells.append("–")
+      for t in targets:
+        hit = labels_to_reach(a["x"], a["mean"], t)
+        cells.append("–" if hit is None else f"{hit:.0f}")
+      lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
