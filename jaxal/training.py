@@ -5,9 +5,16 @@ compacted into a buffer of static length `capacity` (`jnp.nonzero(..., size=capa
 permutes its first `n` entries (n = number labeled, dynamic) and runs `ceil(n / batch)` steps in a
 `lax.fori_loop` with a dynamic bound; the last partial batch is masked out of the loss. Shapes never
 depend on n, so a growing labeled set never recompiles.
+
+Batch norm: `train_step` trains with batch statistics and carries the updated running averages
+("batch_stats") through the loop; the padding rows of the last partial batch are masked out of the
+batch statistics too (jaxal's batch-norm networks take a row `mask`), so the statistics are those
+of the real labeled rows of each batch, as with PyTorch's `drop_last=False`. `predict` / `evaluate`
+(and `jaxal.scoring`) call the network with `train=False`: running averages.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -17,6 +24,7 @@ import numpy as np
 import optax
 
 from jaxal.metrics import accuracy, per_class_accuracy
+from jaxal.models.pretrained import load_pretrained
 from jaxal.state import TrainConfig
 
 OPTIMIZERS = ("sgd", "adam")
@@ -38,8 +46,19 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
 
 
 def init_variables(model: nn.Module, key: jax.Array, sample_x: jax.Array) -> Any:
-  """Initial variables for inputs shaped like `sample_x` [B, H, W, C]."""
-  return model.init({"params": key}, sample_x[:1], train=False)
+  """Initial variables for inputs shaped like `sample_x` [B, H, W, C].
+
+  A network with a `pretrained` attribute set (an `.npz` path, e.g. `ResNet18(pretrained=...)`)
+  starts from those weights and running statistics, with a freshly initialised classifier
+  (`jaxal.models.load_pretrained` with `skip_classifier=True`). Every (re)initialisation goes
+  through here, so re-initialising every round and ensembles start from the pretrained weights too;
+  the file is read when the initialisation is traced and its arrays become constants of the
+  compiled program."""
+  variables = model.init({"params": key}, sample_x[:1], train=False)
+  path = getattr(model, "pretrained", None)
+  if path:
+    variables = load_pretrained(variables, path, skip_classifier=True)
+  return variables
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array) -> jax.Array:
@@ -55,16 +74,32 @@ def kernel_l2(params: Any) -> jax.Array:
              if getattr(path[-1], "key", None) == "kernel")
 
 
+def takes_row_mask(model: nn.Module) -> bool:
+  """Whether the network's `__call__` accepts a row `mask` (jaxal's batch-norm networks do: rows
+  where it is False are left out of the batch statistics)."""
+  try:
+    return "mask" in inspect.signature(model.__call__).parameters
+  except (TypeError, ValueError):
+    return False
+
+
 def train_step(model: nn.Module, tx: optax.GradientTransformation, variables: Any, opt_state: Any,
                x: jax.Array, y: jax.Array, w: jax.Array, key: jax.Array, l2: jax.Array | float = 0.0):
   """One optimiser step on a (masked) batch; `l2` scales an extra `kernel_l2` penalty in the loss.
-  Returns (variables, opt_state, loss without the penalty)."""
+  Returns (variables, opt_state, loss without the penalty).
+
+  Collections other than "params" (batch norm's "batch_stats") are applied mutable with
+  `train=True`: batch norm normalises with batch statistics and the step returns the updated running
+  averages. A network that takes a row `mask` (see `takes_row_mask`) and has batch statistics gets
+  `mask = w > 0`, so rows with weight 0 (the padding of a partial batch) are left out of the batch
+  statistics as they are left out of the loss. Networks without batch stats are called as before."""
   params = variables["params"]
   others = {k: v for k, v in variables.items() if k != "params"}
+  extra = {"mask": w > 0} if "batch_stats" in others and takes_row_mask(model) else {}
 
   def loss_fn(p):
     out, new_others = model.apply({"params": p, **others}, x, train=True,
-                                  rngs={"dropout": key}, mutable=list(others))
+                                  rngs={"dropout": key}, mutable=list(others), **extra)
     ce = cross_entropy(out[0], y, w)
     return ce + l2 * kernel_l2(p), (ce, new_others)
 

@@ -42,7 +42,8 @@ def test_lenet_rejects_tiny_images_with_a_clear_message():
 
 
 def test_unknown_model_lists_registry():
-  with pytest.raises(ValueError, match="--model: unknown model 'vgg'; accepted: cnn3, gal_cnn, lenet5, mlp"):
+  with pytest.raises(ValueError, match="--model: unknown model 'vgg'; accepted: cnn2_bn, cnn3, "
+                     "gal_cnn, lenet5, mlp, resnet18, resnet18_imagenet"):
     models.get_model("vgg", 10)
 
 

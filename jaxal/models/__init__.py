@@ -1,17 +1,23 @@
 """Model registry: names used by the command line and presets map to Flax Linen modules."""
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
 
-from jaxal.models.networks import CNN3, GalCNN, LeNet5, MLP
+from jaxal.models.networks import CNN2BN, CNN3, GalCNN, LeNet5, MLP
+from jaxal.models.pretrained import flatten_variables, load_pretrained, save_pretrained
+from jaxal.models.resnet import BasicBlock, ResNet18
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
     "lenet5": LeNet5,
     "cnn3": CNN3,
     "gal_cnn": GalCNN,
+    "cnn2_bn": CNN2BN,
+    "resnet18": functools.partial(ResNet18, stem="cifar"),
+    "resnet18_imagenet": functools.partial(ResNet18, stem="imagenet"),
 }
 
 
@@ -22,4 +28,5 @@ def get_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
   return MODELS[name](num_classes=num_classes, **kwargs)
 
 
-__all__ = ["MODELS", "get_model", "MLP", "LeNet5", "CNN3", "GalCNN"]
+__all__ = ["MODELS", "get_model", "MLP", "LeNet5", "CNN3", "GalCNN", "CNN2BN", "ResNet18",
+           "BasicBlock", "flatten_variables", "load_pretrained", "save_pretrained"]

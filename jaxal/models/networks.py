@@ -4,7 +4,9 @@ features [B, D]), where features are the penultimate activations (used by cluste
 Call convention: `model.apply(variables, x, train=..., dropout=...)`. `train` switches batch norm to
 batch statistics (for networks that have it); `dropout` turns dropout on or off independently
 (default: on exactly when training), which is what MC dropout needs: dropout on, batch norm in
-inference mode. Dropout needs an rng stream named "dropout" when on.
+inference mode. Dropout needs an rng stream named "dropout" when on. Networks with batch norm
+(`CNN2BN`, `jaxal.models.resnet.ResNet18`) also take `mask` (bool [B]): with `train=True` only those
+rows feed the batch statistics (see `_SplitBN`); their trunk is `trunk(x, train, mask)`.
 
 Every network is split at its first dropout layer into `trunk(x, train)` (deterministic) and
 `head(h, train, dropout)`, with `__call__ = head(trunk(x))`. MC dropout computes the trunk once per
@@ -146,4 +148,70 @@ class GalCNN(_Split):
     det = not _dropout_on(train, dropout)
     h = nn.relu(self.fc(self.drop1(h, deterministic=det)))
     h = self.drop2(h, deterministic=det)
+    return self.classifier(h), h
+
+
+# ---------------------------------------------------------------------------------------------
+# Networks with batch norm
+
+BN_MOMENTUM = 0.9  # PyTorch's momentum=0.1: running = 0.9 * running + 0.1 * batch statistic
+BN_EPSILON = 1e-5  # PyTorch's default
+
+
+def row_mask(mask: jnp.ndarray | None, h: jnp.ndarray) -> jnp.ndarray | None:
+  """A row mask bool [B] reshaped to broadcast against activations [B, ...] (for `nn.BatchNorm`)."""
+  if mask is None:
+    return None
+  return jnp.asarray(mask, bool).reshape((h.shape[0],) + (1,) * (h.ndim - 1))
+
+
+class _SplitBN(nn.Module):
+  """Base of the networks with batch norm: like `_Split`, plus an optional row `mask` bool [B].
+
+  With `train=True`, batch norm normalises with the statistics of the rows where `mask` is True (all
+  rows without a mask) and updates its running averages (apply with `mutable=["batch_stats"]`);
+  masked-out rows are still normalised with those statistics but do not influence them.
+  `jaxal.training.train_step` passes the loss mask here, so the padding rows of the last partial
+  batch of an epoch never corrupt the statistics. With `train=False`, batch norm uses the running
+  averages and the mask is ignored. Dropout is controlled by `dropout` independently (MC dropout:
+  dropout on, batch norm in inference mode)."""
+
+  def __call__(self, x, train: bool = False, dropout: bool | None = None, mask=None):
+    return self.head(self.trunk(x, train, mask), train, dropout)
+
+
+class CNN2BN(_SplitBN):
+  """The MNIST CNN of the four-metrics paper: conv(32, 3x3)-BN-ReLU-maxpool(2)-conv(64, 3x3)-BN-ReLU-
+  maxpool(2)-dense(128)-ReLU-dropout(0.5)-dense(C).
+
+  Choices the paper leaves open: convolutions pad SAME (PyTorch padding=1) and have no bias (batch
+  norm's shift replaces it); pooling pads SAME, so 28x28 gives 7x7x64 and 8x8 digits give 2x2x64.
+  Batch norm uses PyTorch's momentum 0.1 (`bn_momentum=0.9` in Flax's convention) and epsilon 1e-5.
+  The trunk ends after dense(128)-ReLU; the head is dropout and the classifier.
+  """
+  num_classes: int
+  filters: Sequence[int] = (32, 64)
+  dense: int = 128
+  dropout_rate: float = 0.5
+  bn_momentum: float = BN_MOMENTUM
+
+  def setup(self):
+    self.convs = [Conv(f, (3, 3), padding="SAME", use_bias=False, name=f"conv{i + 1}")
+                  for i, f in enumerate(self.filters)]
+    self.bns = [nn.BatchNorm(momentum=self.bn_momentum, epsilon=BN_EPSILON, name=f"bn{i + 1}")
+                for i in range(len(self.filters))]
+    self.fc = nn.Dense(self.dense)
+    self.classifier = nn.Dense(self.num_classes)
+    self.drop = nn.Dropout(self.dropout_rate)
+
+  def trunk(self, x, train: bool = False, mask=None):
+    h = x
+    for conv, bn in zip(self.convs, self.bns):
+      h = conv(h)
+      h = nn.relu(bn(h, use_running_average=not train, mask=row_mask(mask, h) if train else None))
+      h = nn.max_pool(h, (2, 2), (2, 2), padding="SAME")
+    return nn.relu(self.fc(h.reshape((h.shape[0], -1))))
+
+  def head(self, h, train: bool = False, dropout: bool | None = None):
+    h = self.drop(h, deterministic=not _dropout_on(train, dropout))
     return self.classifier(h), h
