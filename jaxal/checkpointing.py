@@ -110,8 +110,10 @@ class StrategyCheckpoints:
     """Saves after `step` evaluations when `step` is a multiple of `every` or the last step.
 
     states: the stacked `ALState` [S, ...] that is the input of round `step`; records: one dict
-    per seed with `step` rounds. Returns whether a checkpoint was written."""
-    complete = step == self.rounds + 1
+    per seed with `step` rounds (a run that a stopping rule ended early is complete when every
+    record has "stopped"). Returns whether a checkpoint was written."""
+    complete = step == self.rounds + 1 or (bool(records) and all(r.get("stopped")
+                                                                 for r in records))
     if not complete and step % self.every:
       return False
     if any(len(r["rounds"]) != step for r in records):

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxal import human, loop, models, reporting, scoring, strategies, training
+from jaxal import human, loop, models, reporting, scoring, stopping, strategies, training
 from jaxal.data import (Dataset, DatasetError, channel_stats, load_class_map, load_dataset,
                         make_splits, merge_classes, normalize, subset_classes)
 from jaxal.state import RoundConfig, TrainConfig
@@ -28,6 +28,24 @@ class ConfigError(ValueError):
 
 
 DATASET_KINDS = ("digits", "idx", "folder", "npz", "tfds:<name>")
+
+
+# Strategy hyper-parameters passed as they are from the flat configuration to RoundConfig.
+STRATEGY_SETTINGS = ("batchbald_configs", "power_beta", "graph_subset", "typiclust_max_clusters",
+                     "typiclust_neighbors", "probcover_delta", "probcover_purity",
+                     "cluster_margin_factor", "cluster_margin_threshold")
+
+
+def stop_rules(cfg: Mapping[str, Any]) -> stopping.StopRules:
+  """The stopping rules of a flat configuration; a bad value is a ConfigError naming its flag."""
+  try:
+    return stopping.StopRules(max_labels=int(cfg["stop_labels"]),
+                              max_interactions=int(cfg["stop_interactions"]),
+                              min_uncertainty=float(cfg["stop_min_uncertainty"]),
+                              agreement=float(cfg["stop_agreement"]),
+                              patience=int(cfg["stop_patience"]))
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
 
 
 def parse_list(text: str) -> list[str]:
@@ -107,6 +125,31 @@ def validate(cfg: Mapping[str, Any]) -> None:
     raise ConfigError("--classes and --class_map cannot be combined; merge with --class_map "
                       "(it may leave classes out) or subset with --classes.")
   _validate_oracle(cfg, names)
+  rules = stop_rules(cfg)
+  if rules.needs_stop_set and cfg["stop_set"] < 1:
+    raise ConfigError("--stop_min_uncertainty / --stop_agreement need a stop set: set --stop_set "
+                      "to a positive size (e.g. 1000).")
+  if int(cfg["stop_set"]) != cfg["stop_set"] or cfg["stop_set"] < 0:
+    raise ConfigError(f"--stop_set must be an integer >= 0, got {cfg['stop_set']!r}.")
+  if rules.active and cfg["oracle"] != "simulated":
+    raise ConfigError(f"--stop_* rules apply to simulated runs; with --oracle={cfg['oracle']} "
+                      "the person decides when to stop.")
+  for flag, low in (("batchbald_configs", 1), ("typiclust_max_clusters", 1),
+                    ("typiclust_neighbors", 1), ("graph_subset", 0)):
+    if int(cfg[flag]) != cfg[flag] or cfg[flag] < low:
+      raise ConfigError(f"--{flag} must be an integer >= {low}, got {cfg[flag]!r}.")
+  if not cfg["power_beta"] > 0:
+    raise ConfigError(f"--power_beta must be > 0, got {cfg['power_beta']}.")
+  if not 0 < cfg["probcover_purity"] <= 1:
+    raise ConfigError(f"--probcover_purity must be in (0, 1], got {cfg['probcover_purity']}.")
+  if cfg["probcover_delta"] < 0:
+    raise ConfigError(f"--probcover_delta must be >= 0 (0 = automatic), got "
+                      f"{cfg['probcover_delta']}.")
+  if cfg["cluster_margin_factor"] < 1:
+    raise ConfigError(f"--cluster_margin_factor must be >= 1, got {cfg['cluster_margin_factor']}.")
+  if cfg["cluster_margin_threshold"] < 0:
+    raise ConfigError(f"--cluster_margin_threshold must be >= 0, got "
+                      f"{cfg['cluster_margin_threshold']}.")
 
 
 def _validate_oracle(cfg: Mapping[str, Any], names: list[str]) -> None:
@@ -271,7 +314,9 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
                        num_classes=ds.num_classes, train=tc, uncertainty=cfg["uncertainty"],
                        mc_samples=int(cfg["mc_samples"]),
                        ensemble_size=int(cfg["ensemble_size"]),
-                       pool_subset=int(cfg["pool_subset"]))
+                       pool_subset=int(cfg["pool_subset"]),
+                       **{k: type(getattr(RoundConfig, k))(cfg[k]) for k in STRATEGY_SETTINGS},
+                       stop_set=int(cfg["stop_set"]))
     started = time.perf_counter()
 
     def progress(p, name=name):
@@ -417,7 +462,7 @@ def _complete_runs(previous: Mapping | None, names: list[str], seeds: list[int],
   for name in names:
     runs = [r for r in (previous or {}).get("runs", []) if r.get("strategy") == name]
     if ([r.get("seed") for r in runs] == seeds
-        and all(len(r.get("rounds", ())) == rounds + 1 for r in runs)):
+        and all(len(r.get("rounds", ())) == rounds + 1 or r.get("stopped") for r in runs)):
       done[name] = [{k: v for k, v in r.items() if k != "strategy"} for r in runs]
   return done
 
@@ -433,7 +478,7 @@ def _run_strategy(model, tx, rcfg: RoundConfig, pool: loop.LabeledArrays, test: 
   rounds = int(cfg["rounds"])
   run = functools.partial(loop.run, model, tx, rcfg, pool, test, seeds, splits, rounds,
                           train_index=train_index, on_round=progress,
-                          seed_batching=cfg["seed_batching"])
+                          seed_batching=cfg["seed_batching"], stop=stop_rules(cfg))
   if not every:
     return run()
   y_np = np.asarray(pool.y)

@@ -20,12 +20,12 @@ import optax
 from flax import struct
 
 from jaxal import metrics as metrics_lib
-from jaxal import clustering, kmeans as km, oracles, scoring, strategies, training
+from jaxal import clustering, kmeans as km, oracles, scoring, stopping, strategies, training
 from jaxal.data.splits import Splits
 from jaxal.state import ALState, RoundConfig
 
 # Sub-streams of a round key: fold_in(fold_in(root, round), STREAM).
-_INIT, _FIT, _SELECT, _ORACLE, _SCORE, _SUBSET, _KMEANS, _SHOW = 0, 1, 2, 3, 4, 5, 6, 7
+_INIT, _FIT, _SELECT, _ORACLE, _SCORE, _SUBSET, _KMEANS, _SHOW, _STOP = 0, 1, 2, 3, 4, 5, 6, 7, 8
 
 
 @struct.dataclass
@@ -109,6 +109,16 @@ def train_and_evaluate(state: ALState, pool: LabeledArrays, test: LabeledArrays,
   metrics = {"labels": state.num_labeled, "interactions": state.interactions,
              "test_accuracy": test_acc, "per_class_accuracy": per_class,
              "test_ece": test_ece, "val_accuracy": val_acc, "train_loss": loss}
+  if cfg.stop_set:
+    # The stop set: the same random selectable items every round (the key has no round in it).
+    idx = strategies.random_select(jax.random.fold_in(state.key, _STOP), state.selectable,
+                                   cfg.stop_set)
+    probs = training.apply_in_chunks(
+        lambda xb: scoring.mean_probs(model, variables, xb, cfg.uncertainty), pool.x[idx],
+        cfg.train.eval_batch_size)
+    metrics["stop_uncertainty"] = jnp.mean(scoring.entropy(probs)) / jnp.log(
+        cfg.num_classes)
+    metrics["stop_predictions"] = jnp.argmax(probs, -1).astype(jnp.int32)
   return state, metrics
 
 
@@ -531,7 +541,8 @@ def run(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig,
         on_round: Callable[[dict], None] | None = None, fns=None,
         seed_batching: str = "auto", states: ALState | None = None,
         records: Sequence[dict] | None = None,
-        on_state: Callable[[int, ALState, list[dict]], None] | None = None) -> list[dict]:
+        on_state: Callable[[int, ALState, list[dict]], None] | None = None,
+        stop: stopping.StopRules | None = None) -> list[dict]:
   """Runs `rounds` acquisition rounds for all seeds in one program (see `over_seeds`), then a
   final training; optionally resumes from a checkpoint.
 
@@ -552,6 +563,10 @@ def run(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig,
     on_state: called as `on_state(s, states, records)` after evaluation s - 1 is recorded, before
       `on_round` (so a progress line means the checkpoint is written); `states` is the input of
       round s.
+    stop: stopping rules (`jaxal.stopping`), checked after every acquisition round; when a rule
+      has fired for every seed the run trains once more on the labels acquired so far (the final
+      evaluation) and ends early, and each record gets "stopped": {"rule", "round"}. The rules
+      on the stop set need `cfg.stop_set` > 0. (After a resume, agreement streaks restart.)
   Returns:
     one dict per seed: {"seed", "rounds": [{"round", "labels", "interactions", "test_accuracy",
     "per_class_accuracy", "val_accuracy", "train_loss", "selected", "seconds"}]}.
@@ -573,23 +588,39 @@ def run(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig,
   if start <= rounds and not bool(jnp.all(states.round == start)):
     raise ValueError(f"resuming at round {start} needs states at round {start}, got "
                      f"{np.asarray(states.round).tolist()}.")
+  if stop is not None and stop.needs_stop_set and not cfg.stop_set:
+    raise ValueError("--stop_min_uncertainty / --stop_agreement need a stop set: set "
+                     "--stop_set to a positive size.")
+  tracker = stopping.StopTracker(stop, len(records)) if stop is not None and stop.active else None
   step, final = fns or make_round_fns(model, tx, cfg, seed_batching)
   index_map = np.arange(len(y_np)) if train_index is None else np.asarray(train_index)
+  stopped = False
   for r in range(start, rounds + 1):
     t0 = time.perf_counter()
-    if r < rounds:
+    if r < rounds and not stopped:
       states, metrics = step(states, pool, test)
     else:
       states, metrics = final(states, pool, test)
     metrics = jax.device_get(metrics)
     seconds = time.perf_counter() - t0
     _record(records, r, metrics, index_map, seconds)
+    last = stopped or r == rounds
+    if tracker is not None and not last:
+      labels, spent = jax.device_get((jnp.sum(states.labeled, axis=-1), states.interactions))
+      stopped = tracker.update(r, labels, spent, metrics.get("stop_uncertainty"),
+                               metrics.get("stop_predictions"))
+    if last and tracker is not None and all(f is not None for f in tracker.fired):
+      for rec, fired in zip(records, tracker.fired):
+        rec["stopped"] = fired
     if on_state is not None:
       on_state(r + 1, states, records)
     if on_round is not None:
       on_round({"strategy": cfg.strategy, "round": r, "labels": int(metrics["labels"][0]),
                 "test_accuracy": float(np.mean(metrics["test_accuracy"])), "seconds": seconds,
-                "first": r == start})
+                "first": r == start,
+                **({"stopped": tracker.fired} if last and tracker and stopped else {})})
+    if last:
+      break
   return records
 
 

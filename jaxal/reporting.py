@@ -139,6 +139,12 @@ def summary_markdown(results: Mapping, x_key: str = "labels") -> str:
     per_seed = [aubc(x, v) for x, v in zip(a["xs"], a["values"])]
     au_m, au_se = mean_and_stderr(np.array(per_seed))
     lines.append(f"| {name} | {a['n']} | {au_m:.3f} ± {au_se:.3f} | " + " | ".join(cells) + " |")
+  stopped = [r for r in runs if r.get("stopped")]
+  if stopped:
+    lines += ["", "Stopped early by a stopping rule (the rule that fired first for the seed, the "
+              "round it fired at, and the labels of the final evaluation):", ""]
+    lines += [f"- {r['strategy']} seed {r['seed']}: {r['stopped']['rule']} at round "
+              f"{r['stopped']['round']}, {r['rounds'][-1]['labels']} labels" for r in stopped]
   clustered = [r for r in runs if "cluster_labeled" in r["rounds"][0]]
   if clustered:
     lines += ["", "Cluster annotation (totals over rounds, mean over seeds): images labeled through "

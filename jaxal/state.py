@@ -94,6 +94,9 @@ class RoundConfig:
     probcover_delta, probcover_purity: ProbCover's ball radius on L2-normalised features (0 =
       the largest radius whose balls are pure for a `probcover_purity` share of the points, with
       k-means pseudo-labels of `num_classes` clusters).
+    stop_set: size of the fixed random sample of selectable pool items predicted after every
+      round's training for the uncertainty and agreement stopping rules (`jaxal.stopping`); 0 =
+      none (the rules that need it are off).
     cluster_margin_factor, cluster_margin_threshold: Cluster-Margin's k_m / K (lowest-margin
       candidates clustered per round) and average-linkage distance threshold epsilon (0 = merge
       down to K clusters).
@@ -123,6 +126,7 @@ class RoundConfig:
   probcover_purity: float = 0.95
   cluster_margin_factor: float = 10.0
   cluster_margin_threshold: float = 0.0
+  stop_set: int = 0
 
   @property
   def members(self) -> int:

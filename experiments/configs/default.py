@@ -45,4 +45,21 @@ def get_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 1
   c.keep_checkpoints = 2
   c.oracle = "simulated"
+  # Strategy hyper-parameters (see jaxal.state.RoundConfig).
+  c.batchbald_configs = 1000
+  c.power_beta = 1.0
+  c.graph_subset = 5000
+  c.typiclust_max_clusters = 500
+  c.typiclust_neighbors = 20
+  c.probcover_delta = 0.0
+  c.probcover_purity = 0.95
+  c.cluster_margin_factor = 10.0
+  c.cluster_margin_threshold = 0.0
+  # Stopping rules (jaxal.stopping); 0 = off.
+  c.stop_labels = 0
+  c.stop_interactions = 0
+  c.stop_min_uncertainty = 0.0
+  c.stop_agreement = 0.0
+  c.stop_patience = 1
+  c.stop_set = 0
   return c

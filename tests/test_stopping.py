@@ -1,0 +1,102 @@
+"""Stopping rules: the tracker on hand-made sequences, and the loop ending early with the rule named."""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxal import loop, scoring, stopping, strategies
+from jaxal.state import RoundConfig
+from test_loop import _setup  # tests/ is on sys.path (no package)
+
+
+def test_tracker_fires_the_first_rule_per_seed_and_reports_when_all_seeds_fired():
+  t = stopping.StopTracker(stopping.StopRules(max_labels=30, agreement=0.75, patience=2), 2)
+  p = np.array([[0, 1, 2, 3], [0, 0, 0, 0]])
+  assert not t.update(0, np.array([10, 10]), np.array([0, 0]), None, p)       # no previous yet
+  p2 = np.array([[0, 1, 2, 0], [1, 1, 1, 1]])                                 # 3/4 vs 0/4 agree
+  assert not t.update(1, np.array([20, 20]), np.array([0, 0]), None, p2)      # streak 1 < 2
+  assert t.fired == [None, None]
+  assert not t.update(2, np.array([30, 25]), np.array([0, 0]), None, p2)     # seed 0: both rules
+  assert t.fired[0] == {"rule": "max_labels", "round": 2} and t.fired[1] is None
+  assert t.update(3, np.array([40, 28]), np.array([0, 0]), None, p2)         # seed 1: 2 x agree
+  assert t.fired[1] == {"rule": "agreement", "round": 3}
+  assert t.fired[0]["round"] == 2                                             # the first is kept
+
+
+def test_rules_check_their_values():
+  with pytest.raises(ValueError, match=r"--stop_agreement=1.5 must be in \[0, 1\]"):
+    stopping.StopRules(agreement=1.5)
+  with pytest.raises(ValueError, match="--stop_patience=0 must be at least 1"):
+    stopping.StopRules(patience=0)
+  with pytest.raises(ValueError, match="--stop_max_labels=-1 must be >= 0"):
+    stopping.StopRules(max_labels=-1)
+
+
+def test_label_budget_ends_the_run_early_with_a_final_training():
+  rounds, k, init = 5, 7, 8
+  model, tx, cfg, pool, test, splits, y = _setup("entropy", rounds, k, init)
+  recs = loop.run(model, tx, cfg, pool, test, [0, 1], splits, rounds,
+                  stop=stopping.StopRules(max_labels=init + 2 * k))
+  for rec in recs:
+    assert [r["labels"] for r in rec["rounds"]] == [init, init + k, init + 2 * k]
+    assert rec["rounds"][-1]["selected"] == []            # the final evaluation asks nothing
+    assert rec["stopped"] == {"rule": "max_labels", "round": 1}
+  full = loop.run(model, tx, cfg, pool, test, [0, 1], splits, rounds)
+  assert "stopped" not in full[0]
+  # Up to the stop, the stopped run is the full run (same keys, same selections).
+  assert [r["selected"] for r in full[0]["rounds"][:2]] == [r["selected"] for r in recs[0]["rounds"][:2]]
+
+
+def test_stop_set_uncertainty_is_the_mean_normalised_entropy_of_its_predictions():
+  import dataclasses
+  model, tx, cfg, pool, test, splits, y = _setup("entropy", 1)
+  cfg = dataclasses.replace(cfg, stop_set=40)
+  state = loop.init_state(0, splits[0], y, model, tx, pool.x)
+  state, m = loop.train_and_evaluate(state, pool, test, model=model, tx=tx, cfg=cfg)
+  idx = np.asarray(strategies.random_select(jax.random.fold_in(state.key, 8), state.selectable, 40))
+  assert not set(idx.tolist()) & set(np.asarray(state.val).tolist())
+  logits, _ = model.apply(state.variables, pool.x[idx])
+  p = np.asarray(jax.nn.softmax(logits), np.float64)
+  h = -(p * np.log(np.clip(p, 1e-30, None))).sum(-1) / np.log(4)
+  np.testing.assert_allclose(float(m["stop_uncertainty"]), h.mean(), rtol=1e-5)
+  np.testing.assert_array_equal(np.asarray(m["stop_predictions"]), p.argmax(-1))
+
+
+def test_agreement_and_uncertainty_rules_fire_in_the_loop():
+  import dataclasses
+  model, tx, cfg, pool, test, splits, y = _setup("margin", 4)
+  cfg = dataclasses.replace(cfg, stop_set=50)
+  # Any agreement >= 0 holds once a previous round exists: fires at round 1.
+  recs = loop.run(model, tx, cfg, pool, test, [0, 1], splits, 4,
+                  stop=stopping.StopRules(agreement=1e-9))
+  assert all(r["stopped"] == {"rule": "agreement", "round": 1} for r in recs)
+  assert all(len(r["rounds"]) == 3 for r in recs)
+  # Normalised entropy is below 1 unless predictions are exactly uniform: fires at round 0.
+  recs = loop.run(model, tx, cfg, pool, test, [0], splits[:1], 4,
+                  stop=stopping.StopRules(min_uncertainty=1.0))
+  assert recs[0]["stopped"] == {"rule": "min_uncertainty", "round": 0}
+  with pytest.raises(ValueError, match="need a stop set"):
+    loop.run(model, tx, dataclasses.replace(cfg, stop_set=0), pool, test, [0], splits[:1], 2,
+             stop=stopping.StopRules(agreement=0.9))
+
+
+def test_a_stopped_run_is_complete_for_resumption_and_summarised(tmp_path):
+  from experiments.configs import default
+  from jaxal import experiment
+  cfg = default.get_config().to_dict()
+  cfg.update(strategies="entropy", seeds=2, rounds=6, epochs=2, initial_size=10, query_size=5,
+             val_size=20, stop_labels=20)
+  out = str(tmp_path / "w")
+  res = experiment.run_experiment(cfg, out, log=lambda *_: None)
+  assert [r["stopped"] for r in res["runs"]] == [{"rule": "max_labels", "round": 1}] * 2
+  assert [len(r["rounds"]) for r in res["runs"]] == [3, 3]
+  lines = []
+  again = experiment.run_experiment(cfg, out, log=lines.append)
+  assert any("already complete" in line for line in lines)
+  assert again["runs"] == res["runs"]
+  assert "entropy seed 0: max_labels at round 1, 20 labels" in open(f"{out}/summary.md").read()
+  bad = {**cfg, "stop_agreement": 0.9}
+  with pytest.raises(experiment.ConfigError, match="need a stop set"):
+    experiment.run_experiment(bad, str(tmp_path / "x"))
