@@ -21,7 +21,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "default", f"Named protocol; accepted: {', '.join(configs.available())}.")
 flags.DEFINE_string("dataset", _DEFAULT.dataset, "digits, idx, folder, npz or tfds:<name>.")
 flags.DEFINE_string("data_dir", _DEFAULT.data_dir, "Dataset folder, zip or .npz file (idx/folder/npz); TFDS data_dir.")
-flags.DEFINE_string("model", _DEFAULT.model, "Model name: mlp, lenet5, cnn3, gal_cnn.")
+flags.DEFINE_string("model", _DEFAULT.model, "Model name: mlp, lenet5, cnn3, gal_cnn, cnn2_bn, resnet18, resnet18_imagenet.")
 flags.DEFINE_string("strategies", _DEFAULT.strategies, "Comma-separated strategies, compared in one run.")
 flags.DEFINE_integer("seeds", _DEFAULT.seeds, "Number of seeds (0..n-1), run side by side.")
 flags.DEFINE_integer("initial_size", _DEFAULT.initial_size, "Balanced random initial labeled set.")
@@ -73,6 +73,13 @@ flags.DEFINE_float("stop_min_uncertainty", _DEFAULT.stop_min_uncertainty, "Stop 
 flags.DEFINE_float("stop_agreement", _DEFAULT.stop_agreement, "Stop when this share of stop-set predictions is unchanged from the previous round for --stop_patience rounds (0 = off; needs --stop_set).")
 flags.DEFINE_integer("stop_patience", _DEFAULT.stop_patience, "Rounds the agreement rule must hold.")
 flags.DEFINE_integer("stop_set", _DEFAULT.stop_set, "Size of the random pool sample predicted every round for the uncertainty and agreement rules (0 = none).")
+flags.DEFINE_string("noise", _DEFAULT.noise, "Input noise on a fraction of the images: none, gaussian or salt_and_pepper.")
+flags.DEFINE_float("noise_fraction", _DEFAULT.noise_fraction, "Share of the images that get noise (the constrained-setting paper: 0.1).")
+flags.DEFINE_float("noise_std", _DEFAULT.noise_std, "Gaussian noise: standard deviation as a fraction of the pixel range.")
+flags.DEFINE_float("noise_amount", _DEFAULT.noise_amount, "Salt-and-pepper: share of a noisy image's pixels set to the minimum or maximum.")
+flags.DEFINE_string("noise_splits", _DEFAULT.noise_splits, "Where noise goes: train (the pool), test, or train,test.")
+flags.DEFINE_integer("noise_seed", _DEFAULT.noise_seed, "Seed of the noise (the same corrupted data for every run seed).")
+flags.DEFINE_string("pretrained", _DEFAULT.pretrained, "An .npz of pretrained weights (resnet18 / resnet18_imagenet; see experiments/convert_torchvision_resnet.py).")
 flags.DEFINE_integer("keep_checkpoints", _DEFAULT.keep_checkpoints, "Checkpoints kept per strategy (the newest N).")
 
 SETTINGS = [k for k in _DEFAULT.keys()]

@@ -119,7 +119,10 @@ def fmnist_bald(args):
     al = ActiveLearningDataset(train_set)
     al.label(balanced(y.numpy(), args.initial, rng).tolist())
     model = patch_module(LeNet5())   # dropout stays on at prediction: MC dropout
-    training = TrainingArgs(optimizer=None, batch_size=64, epoch=args.epochs, use_cuda=False,
+    cuda = torch.cuda.is_available()
+    if cuda:
+      model = model.cuda()
+    training = TrainingArgs(optimizer=None, batch_size=64, epoch=args.epochs, use_cuda=cuda,
                             workers=0, criterion=nn.CrossEntropyLoss())
     wrapper = ModelWrapper(model, training)
     loop = ActiveLearningLoop(al, wrapper.predict_on_dataset, heuristic=BALD(),
@@ -131,6 +134,8 @@ def fmnist_bald(args):
       for m in model.modules():   # a fresh initialisation every round, as jaxal's reinit
         if hasattr(m, "reset_parameters"):
           m.reset_parameters()
+        if args.init == "flax" and isinstance(m, (nn.Conv2d, nn.Linear)):
+          flax_init_(m)
       wrapper.args.optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
       labels = int(al.n_labelled)
       t0 = time.perf_counter()
@@ -140,6 +145,7 @@ def fmnist_bald(args):
       correct = 0
       with torch.no_grad():
         for xb, yb in torch.utils.data.DataLoader(test_set, 1024):
+          xb, yb = (xb.cuda(), yb.cuda()) if cuda else (xb, yb)
           correct += int((_deterministic(model, xb).argmax(1) == yb).sum())
       t2 = time.perf_counter()
       if r < args.rounds:
@@ -153,8 +159,19 @@ def fmnist_bald(args):
             f"{rounds[-1]['test_accuracy']:.4f} train {t1 - t0:.1f}s eval {t2 - t1:.1f}s "
             f"score+select {t3 - t2:.1f}s", file=sys.stderr, flush=True)
     runs.append({"seed": seed, "rounds": rounds, "wall_seconds": time.perf_counter() - t_run})
-  return {"workload": "fmnist-bald", "library": "baal", "torch": torch.__version__,
+  return {"workload": "fmnist-bald", "library": "baal", "torch": torch.__version__, "init": args.init,
           "threads": torch.get_num_threads(), "rounds": args.rounds, "runs": runs}
+
+
+def flax_init_(m):
+  """Flax's defaults, so both libraries train the same network: kernel ~ lecun_normal (a normal
+  truncated at 2 standard deviations, rescaled to variance 1 / fan_in), bias 0."""
+  fan_in = m.weight[0].numel()
+  std = (1.0 / fan_in) ** 0.5 / 0.87962566103423978
+  with torch.no_grad():
+    nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
+    if m.bias is not None:
+      m.bias.zero_()
 
 
 def _deterministic(model, xb):
@@ -214,6 +231,9 @@ def main(argv=None):
   p.add_argument("--epochs", type=int, default=50)
   p.add_argument("--mc_samples", type=int, default=20)
   p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--init", choices=("torch", "flax"), default="torch",
+                 help="fmnist-bald: PyTorch's default initialisation (what baal users get) or "
+                      "Flax's (lecun_normal kernels, zero biases: the network jaxal trains)")
   p.add_argument("--out", default="")
   args = p.parse_args(argv)
   if args.workload == "fmnist-bald" and not args.data_dir:

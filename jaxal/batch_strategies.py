@@ -11,7 +11,6 @@ are pure, jittable with a static K, and never build anything of size N x N.
 """
 from __future__ import annotations
 
-import operator
 
 import jax
 import jax.numpy as jnp
@@ -19,20 +18,9 @@ from jax import lax
 
 from jaxal.strategies import top_k
 from jaxal.training import apply_in_chunks
+from jaxal.kmeans import _static_int  # pylint: disable=protected-access
 
 _TINY = float(jnp.finfo(jnp.float32).tiny)
-
-
-def _static_int(value, name: str, where: str, minimum: int) -> int:
-  try:
-    if isinstance(value, bool):
-      raise TypeError
-    value = operator.index(value)
-  except TypeError:
-    raise TypeError(f"{where}: {name} must be a Python int (it is static); got {value!r}.") from None
-  if value < minimum:
-    raise ValueError(f"{where}: {name} must be >= {minimum}; got {value}.")
-  return value
 
 
 def _xlogx(p: jax.Array) -> jax.Array:

@@ -77,6 +77,13 @@ def checksums(tree: Any) -> list[int]:
           for x in jax.tree.leaves(jax.device_get(tree))]
 
 
+def stopped_and_final(records: Sequence[dict]) -> bool:
+  """Whether every seed was stopped by a stopping rule and has its final evaluation (the round
+  after the one the rule fired at)."""
+  return bool(records) and all(
+      r.get("stopped") and len(r.get("rounds", ())) == r["stopped"]["round"] + 2 for r in records)
+
+
 class StrategyCheckpoints:
   """Saves and restores one strategy's stacked seed state and records.
 
@@ -112,8 +119,7 @@ class StrategyCheckpoints:
     states: the stacked `ALState` [S, ...] that is the input of round `step`; records: one dict
     per seed with `step` rounds (a run that a stopping rule ended early is complete when every
     record has "stopped"). Returns whether a checkpoint was written."""
-    complete = step == self.rounds + 1 or (bool(records) and all(r.get("stopped")
-                                                                 for r in records))
+    complete = step == self.rounds + 1 or stopped_and_final(records)
     if not complete and step % self.every:
       return False
     if any(len(r["rounds"]) != step for r in records):
@@ -153,7 +159,10 @@ class StrategyCheckpoints:
     if meta.get("checksums") != checksums(states):
       raise CheckpointError("fails its checksums (the state files were altered)")
     rounds = np.asarray(jax.device_get(states.round))
-    if step <= self.rounds and not (rounds == step).all():
+    # A run a stopping rule ended is complete after its final evaluation, which does not advance
+    # the round: its states are at step - 1.
+    expected = step - 1 if meta.get("complete") and stopped_and_final(records) else step
+    if step <= self.rounds and not (rounds == expected).all():
       raise CheckpointError(f"holds a state at round {rounds.tolist()}, not {step}")
     return states, records, bool(meta.get("complete"))
 

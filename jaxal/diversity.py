@@ -23,7 +23,6 @@ working set (`RoundConfig.graph_subset`).
 from __future__ import annotations
 
 import math
-import operator
 
 import jax
 import jax.numpy as jnp
@@ -31,24 +30,13 @@ from jax import lax
 
 from jaxal import kmeans as km
 from jaxal.strategies import top_k
+from jaxal.kmeans import _static_int  # pylint: disable=protected-access
 
 _HI = lax.Precision.HIGHEST
 
 
 # ---------------------------------------------------------------------------------------------
 # Small helpers
-
-def _static_int(value, name: str, where: str, minimum: int) -> int:
-  try:
-    if isinstance(value, bool):
-      raise TypeError
-    value = operator.index(value)
-  except TypeError:
-    raise TypeError(f"{where}: {name} must be a Python int (it is static); got {value!r}.") from None
-  if value < minimum:
-    raise ValueError(f"{where}: {name} must be >= {minimum}; got {value}.")
-  return value
-
 
 def _inputs(features, masks, where: str):
   """Checked float32 features [N, D] and bool masks [N]."""

@@ -17,9 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxal import human, loop, models, reporting, scoring, stopping, strategies, training
+from jaxal import checkpointing, human, loop, models, reporting, scoring, stopping, strategies, \
+    training
 from jaxal.data import (Dataset, DatasetError, channel_stats, load_class_map, load_dataset,
-                        make_splits, merge_classes, normalize, subset_classes)
+                        make_splits, merge_classes, noise_dataset, normalize, subset_classes)
 from jaxal.state import RoundConfig, TrainConfig
 
 
@@ -28,6 +29,7 @@ class ConfigError(ValueError):
 
 
 DATASET_KINDS = ("digits", "idx", "folder", "npz", "tfds:<name>")
+NOISE_KINDS = ("none", "gaussian", "salt_and_pepper")
 
 
 # Strategy hyper-parameters passed as they are from the flat configuration to RoundConfig.
@@ -36,14 +38,31 @@ STRATEGY_SETTINGS = ("batchbald_configs", "power_beta", "graph_subset", "typiclu
                      "cluster_margin_factor", "cluster_margin_threshold")
 
 
+# Settings added in later versions, with the values that runs started before them used.
+LATER_SETTINGS = {
+    "oracle": "simulated", "noise": "none", "noise_fraction": 0.1, "noise_std": 0.1,
+    "noise_amount": 0.05, "noise_splits": "train", "noise_seed": 0, "pretrained": "",
+    "stop_labels": 0, "stop_interactions": 0, "stop_min_uncertainty": 0.0, "stop_agreement": 0.0,
+    "stop_patience": 1, "stop_set": 0, "batchbald_configs": 1000, "power_beta": 1.0,
+    "graph_subset": 5000, "typiclust_max_clusters": 500, "typiclust_neighbors": 20,
+    "probcover_delta": 0.0, "probcover_purity": 0.95, "cluster_margin_factor": 10.0,
+    "cluster_margin_threshold": 0.0}
+
+
 def stop_rules(cfg: Mapping[str, Any]) -> stopping.StopRules:
   """The stopping rules of a flat configuration; a bad value is a ConfigError naming its flag."""
+  values = {}
+  for field, flag, kind in (("max_labels", "stop_labels", int),
+                            ("max_interactions", "stop_interactions", int),
+                            ("min_uncertainty", "stop_min_uncertainty", float),
+                            ("agreement", "stop_agreement", float),
+                            ("patience", "stop_patience", int)):
+    try:
+      values[field] = kind(cfg[flag])
+    except (TypeError, ValueError) as e:
+      raise ConfigError(f"--{flag} must be a number, got {cfg[flag]!r}.") from e
   try:
-    return stopping.StopRules(max_labels=int(cfg["stop_labels"]),
-                              max_interactions=int(cfg["stop_interactions"]),
-                              min_uncertainty=float(cfg["stop_min_uncertainty"]),
-                              agreement=float(cfg["stop_agreement"]),
-                              patience=int(cfg["stop_patience"]))
+    return stopping.StopRules(**values)
   except ValueError as e:
     raise ConfigError(str(e)) from e
 
@@ -125,6 +144,18 @@ def validate(cfg: Mapping[str, Any]) -> None:
     raise ConfigError("--classes and --class_map cannot be combined; merge with --class_map "
                       "(it may leave classes out) or subset with --classes.")
   _validate_oracle(cfg, names)
+  if cfg["noise"] not in NOISE_KINDS:
+    raise ConfigError(f"--noise: unknown noise {cfg['noise']!r}; accepted: "
+                      f"{', '.join(NOISE_KINDS)}.")
+  if cfg["noise"] != "none" and not 0 < cfg["noise_fraction"] <= 1:
+    raise ConfigError(f"--noise_fraction must be in (0, 1], got {cfg['noise_fraction']}.")
+  splits = parse_list(cfg["noise_splits"])
+  if cfg["noise"] != "none" and (not splits or set(splits) - {"train", "test"}):
+    raise ConfigError(f"--noise_splits={cfg['noise_splits']!r}: accepted: train, test or "
+                      "train,test.")
+  if cfg["pretrained"] and not os.path.isfile(cfg["pretrained"]):
+    raise ConfigError(f"--pretrained: no file {cfg['pretrained']!r} (an .npz of weights; see "
+                      "experiments/convert_torchvision_resnet.py).")
   rules = stop_rules(cfg)
   if rules.needs_stop_set and cfg["stop_set"] < 1:
     raise ConfigError("--stop_min_uncertainty / --stop_agreement need a stop set: set --stop_set "
@@ -194,6 +225,15 @@ def prepare_dataset(cfg: Mapping[str, Any]) -> Dataset:
       ds = merge_classes(ds, load_class_map(cfg["class_map"]), drop_unmapped=True)
     except DatasetError as e:
       raise ConfigError(f"--class_map: {e}") from e
+  if cfg["noise"] != "none":
+    # The same corrupted dataset for every seed and strategy (the papers corrupt the data once).
+    try:
+      ds, _ = noise_dataset(ds, cfg["noise"], float(cfg["noise_fraction"]),
+                            std=float(cfg["noise_std"]), amount=float(cfg["noise_amount"]),
+                            seed=int(cfg["noise_seed"]), splits=tuple(parse_list(
+                                cfg["noise_splits"])))
+    except ValueError as e:
+      raise ConfigError(str(e)) from e
   return ds
 
 
@@ -211,6 +251,9 @@ def check_budget(cfg: Mapping[str, Any], n_train: int) -> None:
         f"--initial_size + --rounds * --query_size = {cfg['initial_size']} + {cfg['rounds']} * "
         f"{cfg['query_size']} = {need} exceeds the pool ({selectable} items after "
         f"--val_size={cfg['val_size']}); lower --rounds or --query_size.")
+  if cfg["stop_set"] > selectable:
+    raise ConfigError(f"--stop_set={cfg['stop_set']} exceeds the selectable pool ({selectable} "
+                      f"items after --val_size={cfg['val_size']}).")
   if cfg["pool_subset"]:
     last_round_candidates = selectable - (need - cfg["query_size"])
     if not cfg["query_size"] <= cfg["pool_subset"] <= last_round_candidates:
@@ -262,7 +305,12 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
                             jnp.asarray(ds.y_train, jnp.int32))
   test = loop.LabeledArrays(jnp.asarray(normalize(ds.x_test, mean, std)),
                             jnp.asarray(ds.y_test, jnp.int32))
-  model = models.get_model(cfg["model"], ds.num_classes)
+  extra = {"pretrained": cfg["pretrained"]} if cfg["pretrained"] else {}
+  try:
+    model = models.get_model(cfg["model"], ds.num_classes, **extra)
+  except TypeError as e:
+    raise ConfigError(f"--pretrained: model {cfg['model']!r} cannot load pretrained weights "
+                      "(resnet18 and resnet18_imagenet can).") from e
   try:
     scoring.check_method(model, cfg["uncertainty"])
   except ValueError as e:
@@ -449,7 +497,8 @@ def _comparable(record: Mapping[str, Any]) -> dict:
   """A config record as compared for resuming: a record from before `oracle` existed is a
   simulated run, and "terminal" and "human" are the same run (a person answering through the
   terminal or the files, which share labels.csv), so either can take over from the other."""
-  record = {"oracle": "simulated", **record}
+  # Settings added after a run was started take their defaults (what that run used).
+  record = {**LATER_SETTINGS, **record}
   if record["oracle"] in human.HUMAN_ORACLES:
     record["oracle"] = "human"
   return record
@@ -462,7 +511,8 @@ def _complete_runs(previous: Mapping | None, names: list[str], seeds: list[int],
   for name in names:
     runs = [r for r in (previous or {}).get("runs", []) if r.get("strategy") == name]
     if ([r.get("seed") for r in runs] == seeds
-        and all(len(r.get("rounds", ())) == rounds + 1 or r.get("stopped") for r in runs)):
+        and (all(len(r.get("rounds", ())) == rounds + 1 for r in runs)
+             or checkpointing.stopped_and_final(runs))):
       done[name] = [{k: v for k, v in r.items() if k != "strategy"} for r in runs]
   return done
 

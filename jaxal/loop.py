@@ -25,7 +25,9 @@ from jaxal.data.splits import Splits
 from jaxal.state import ALState, RoundConfig
 
 # Sub-streams of a round key: fold_in(fold_in(root, round), STREAM).
-_INIT, _FIT, _SELECT, _ORACLE, _SCORE, _SUBSET, _KMEANS, _SHOW, _STOP = 0, 1, 2, 3, 4, 5, 6, 7, 8
+_INIT, _FIT, _SELECT, _ORACLE, _SCORE, _SUBSET, _KMEANS, _SHOW = 0, 1, 2, 3, 4, 5, 6, 7
+# The stop set is the same every round: its key folds in a value no round reaches.
+_STOP_ROUND, _STOP = 2**31 - 1, 9
 
 
 @struct.dataclass
@@ -111,7 +113,7 @@ def train_and_evaluate(state: ALState, pool: LabeledArrays, test: LabeledArrays,
              "test_ece": test_ece, "val_accuracy": val_acc, "train_loss": loss}
   if cfg.stop_set:
     # The stop set: the same random selectable items every round (the key has no round in it).
-    idx = strategies.random_select(jax.random.fold_in(state.key, _STOP), state.selectable,
+    idx = strategies.random_select(_round_key(state.key, _STOP_ROUND, _STOP), state.selectable,
                                    cfg.stop_set)
     probs = training.apply_in_chunks(
         lambda xb: scoring.mean_probs(model, variables, xb, cfg.uncertainty), pool.x[idx],
@@ -524,7 +526,7 @@ def _record(records: list[dict], r: int, metrics: dict, index_map: np.ndarray,
         "interactions": int(metrics["interactions"][i]),
         "test_accuracy": float(metrics["test_accuracy"][i]),
         "test_ece": float(metrics["test_ece"][i]),
-        "val_accuracy": float(metrics["val_accuracy"][i]),
+        "val_accuracy": _json_scalar(metrics["val_accuracy"][i]),   # None: no validation set
         "train_loss": float(metrics["train_loss"][i]),
         "per_class_accuracy": [None if np.isnan(a) else float(a)
                                for a in metrics["per_class_accuracy"][i]],
@@ -594,7 +596,10 @@ def run(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig,
   tracker = stopping.StopTracker(stop, len(records)) if stop is not None and stop.active else None
   step, final = fns or make_round_fns(model, tx, cfg, seed_batching)
   index_map = np.arange(len(y_np)) if train_index is None else np.asarray(train_index)
-  stopped = False
+  # Resumed after a stop fired (the records say so) but before its final evaluation: do it now.
+  stopped = bool(records) and all(rec.get("stopped") for rec in records)
+  if stopped and tracker is not None:
+    tracker.fired = [rec["stopped"] for rec in records]
   for r in range(start, rounds + 1):
     t0 = time.perf_counter()
     if r < rounds and not stopped:
@@ -609,9 +614,13 @@ def run(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundConfig,
       labels, spent = jax.device_get((jnp.sum(states.labeled, axis=-1), states.interactions))
       stopped = tracker.update(r, labels, spent, metrics.get("stop_uncertainty"),
                                metrics.get("stop_predictions"))
-    if last and tracker is not None and all(f is not None for f in tracker.fired):
-      for rec, fired in zip(records, tracker.fired):
-        rec["stopped"] = fired
+      if stopped:   # in the records before the checkpoint, so a resume goes straight to the final
+        for rec, fired in zip(records, tracker.fired):
+          rec["stopped"] = fired
+    if last and tracker is not None and not stopped:
+      for rec, fired in zip(records, tracker.fired):   # rules that fired for some seeds only
+        if fired is not None:
+          rec["stop_fired"] = fired
     if on_state is not None:
       on_state(r + 1, states, records)
     if on_round is not None:
@@ -659,9 +668,15 @@ def run_scanned(model: nn.Module, tx: optax.GradientTransformation, cfg: RoundCo
   if states is None:
     states = stack_states([init_state(s, sp, y_np, model, tx, pool.x, cfg.members)
                            for s, sp in zip(seeds, splits)])
+  if not bool(jnp.all(states.round == 0)):
+    raise ValueError(f"run_scanned starts at round 0; the states are at rounds "
+                     f"{np.asarray(states.round).tolist()} (resume with `run`).")
   fn = fn or make_scanned_fn(model, tx, cfg, rounds, seed_batching)
   t0 = time.perf_counter()
   _, per_round, last = jax.device_get(fn(states, pool, test))
+  if per_round["labels"].shape[0] != rounds:
+    raise ValueError(f"run_scanned: fn was built for {per_round['labels'].shape[0]} rounds, "
+                     f"not rounds={rounds}.")
   seconds = (time.perf_counter() - t0) / (rounds + 1)
   records = [{"seed": int(s), "rounds": []} for s in seeds]
   index_map = np.arange(len(y_np)) if train_index is None else np.asarray(train_index)

@@ -91,19 +91,34 @@ def plot_curves(runs: Sequence[Mapping], path: str, x_key: str = "labels",
   import matplotlib.pyplot as plt
 
   agg = aggregate(runs, metric, x_key)
-  fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-  for name, a in agg.items():
-    line, = ax.plot(a["x"], a["mean"], marker="o", markersize=2.5, label=f"{name} (n={a['n']})")
+  many = len(agg) > 6   # many strategies: legend beside the axes, line styles vary, thin bands
+  fig, ax = plt.subplots(figsize=(9.0 if many else 6.4, 5.0 if many else 4.2), dpi=120)
+  styles = ("-", "--", ":", "-.")
+  for i, (name, a) in enumerate(agg.items()):
+    line, = ax.plot(a["x"], a["mean"], marker="o", markersize=2.5, label=f"{name} (n={a['n']})",
+                    linestyle=styles[(i // 10) % len(styles)] if many else "-")
     ax.fill_between(a["x"], a["mean"] - a["stderr"], a["mean"] + a["stderr"],
-                    color=line.get_color(), alpha=0.2, linewidth=0)
+                    color=line.get_color(), alpha=0.08 if many else 0.2, linewidth=0)
   ax.set_xlabel({"labels": "labeled images", "interactions": "human interactions"}.get(x_key, x_key))
   ax.set_ylabel(metric.replace("_", " "))
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
+  if many:
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+  else:
+    ax.legend(fontsize=8)
   if title:
     ax.set_title(title, fontsize=10)
   fig.tight_layout()
   _save(fig, path)
+
+
+def _final_ece_cell(runs: Sequence[Mapping], strategy: str) -> str:
+  """The strategy's final expected calibration error, mean ± s.e. over seeds ("–" if unrecorded)."""
+  eces = [r["rounds"][-1].get("test_ece") for r in runs if r["strategy"] == strategy]
+  if not eces or any(e is None for e in eces):
+    return "–"
+  e_m, e_se = mean_and_stderr(np.array(eces))
+  return f"{float(e_m):.3f} ± {float(e_se):.3f}"
 
 
 def summary_markdown(results: Mapping, x_key: str = "labels") -> str:
@@ -130,12 +145,7 @@ def summary_markdown(results: Mapping, x_key: str = "labels") -> str:
     cells = [f"{a['mean'][m]:.3f} ± {a['stderr'][m]:.3f}" if m < len(a["mean"]) else "–"
              for m in marks]
     cells.append(f"{a['x'][-1]:.0f}" + (" (mean)" if a["x_is_mean"] else ""))
-    eces = [r["rounds"][-1].get("test_ece") for r in runs if r["strategy"] == name]
-    if all(e is not None for e in eces):
-      e_m, e_se = mean_and_stderr(np.array(eces))
-      cells.append(f"{float(e_m):.3f} ± {float(e_se):.3f}")
-    else:
-      cells.append("–")
+    cells.append(_final_ece_cell(runs, name))
     per_seed = [aubc(x, v) for x, v in zip(a["xs"], a["values"])]
     au_m, au_se = mean_and_stderr(np.array(per_seed))
     lines.append(f"| {name} | {a['n']} | {au_m:.3f} ± {au_se:.3f} | " + " | ".join(cells) + " |")
@@ -179,7 +189,11 @@ def experiment_label(config: Mapping[str, Any]) -> str:
   if config.get("class_map"):
     extra.append(os.path.splitext(os.path.basename(str(config["class_map"])))[0])
   if config.get("noise") not in (None, "", "none"):
-    extra.append(f"{config['noise']} noise")
+    extra.append(f"{config['noise']} noise {config.get('noise_fraction', '')}".rstrip())
+  if config.get("pretrained"):
+    extra.append("pretrained")
+  if config.get("uncertainty") not in (None, "", "deterministic"):
+    extra.append(str(config["uncertainty"]))
   name = f"{ds} / {config.get('model', '?')}"
   return name + (f" ({', '.join(extra)})" if extra else "")
 
@@ -296,12 +310,7 @@ def paper_table(groups: Mapping[str, Sequence[Mapping]], error: bool = False,
       cells = [name, strategy, str(a["n"]),
                f"{a['x'][-1]:.0f}" + (" (mean)" if a["x_is_mean"] else ""),
                f"{float(m):.2f} ± {float(se):.2f}", f"{float(au_m):.2f} ± {float(au_se):.2f}"]
-      eces = [r["rounds"][-1].get("test_ece") for r in runs if r["strategy"] == strategy]
-      if all(e is not None for e in eces):
-        e_m, e_se = mean_and_stderr(np.array(eces))
-        cells.append(f"{float(e_m):.3f} ± {float(e_se):.3f}")
-      else:
-        cells.append("–")
+      cells.append(_final_ece_cell(runs, strategy))
       for t in targets:
         hit = labels_to_reach(a["x"], a["mean"], t)
         cells.append("–" if hit is None else f"{hit:.0f}")

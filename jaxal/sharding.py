@@ -138,8 +138,9 @@ ENV_PROCESS_ID = "JAXAL_PROCESS_ID"
 def initialize_distributed() -> bool:
   """Joins a multi-host run through `jax.distributed.initialize`. With JAXAL_COORDINATOR set
   (host:port of process 0), JAXAL_NUM_PROCESSES and JAXAL_PROCESS_ID must be set too; without
-  them JAX's auto-detection (SLURM, Cloud TPU, ...) is used. Returns True when a multi-process
-  runtime is active. Call it before any other JAX call."""
+  them JAX's auto-detection (SLURM, Cloud TPU, ...) is used, and a machine outside any cluster
+  stays a single process. Returns True when a multi-process runtime is active. Call it before any
+  other JAX call."""
   addr = os.environ.get(ENV_COORDINATOR, "").strip()
   if addr:
     missing = [v for v in (ENV_NUM_PROCESSES, ENV_PROCESS_ID) if not os.environ.get(v, "").strip()]
@@ -153,5 +154,8 @@ def initialize_distributed() -> bool:
       raise ValueError(f"{ENV_PROCESS_ID}={pid} must be in [0, {ENV_NUM_PROCESSES}={num}).")
     jax.distributed.initialize(coordinator_address=addr, num_processes=num, process_id=pid)
   else:
-    jax.distributed.initialize()
+    try:
+      jax.distributed.initialize()   # a cluster JAX recognises (SLURM, Cloud TPU, ...)
+    except ValueError:
+      return False                   # none: a single process, nothing to join
   return jax.process_count() > 1

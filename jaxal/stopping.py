@@ -14,7 +14,8 @@ The stop set is a fixed random sample of `RoundConfig.stop_set` selectable pool 
 same items every round; drawn from the seed's key), predicted by the deterministic network after
 each round's training. A run stops when a rule has fired for every seed (seeds run as one program);
 it then trains once more on the labels acquired so far (the final evaluation) and each seed's record
-says which rule fired first for it and at which round (`"stopped"`).
+says which rule fired first for it and at which round (`"stopped"`). When the rules fired for some
+seeds only, the run goes on to `--rounds` and those seeds' records say so in `"stop_fired"`.
 """
 from __future__ import annotations
 
@@ -35,9 +36,9 @@ class StopRules:
   patience: int = 1
 
   def __post_init__(self):
-    for name in ("max_labels", "max_interactions"):
+    for name, flag in (("max_labels", "stop_labels"), ("max_interactions", "stop_interactions")):
       if getattr(self, name) < 0:
-        raise ValueError(f"--stop_{name}={getattr(self, name)} must be >= 0 (0 = off).")
+        raise ValueError(f"--{flag}={getattr(self, name)} must be >= 0 (0 = off).")
     if not 0.0 <= self.min_uncertainty <= 1.0:
       raise ValueError(f"--stop_min_uncertainty={self.min_uncertainty} must be in [0, 1] "
                        "(0 = off).")

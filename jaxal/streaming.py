@@ -1,7 +1,10 @@
 """Pools kept on the host (e.g. a memory-mapped `.npy`) and fed to the device chunk by chunk.
 
 Peak memory is set by the chunk size, not by the pool: the device holds one chunk of inputs (two
-while the next is being copied) and the running top k; the host reads the pool lazily from disk.
+while the next is being copied) and the running top k; the host reads the pool lazily from disk,
+either through `np.load(path, mmap_mode="r")` (pages read stay in the process's resident set as
+file-backed memory the kernel may drop) or through `NpyFile`, which reads each block with plain
+file reads, so nothing of the pool stays mapped.
 
     x = np.load("pool.npy", mmap_mode="r")                       # [N, ...] never read whole
     score = jax.jit(lambda xb, i: scoring.bald(scoring.predict_samples(
@@ -18,6 +21,39 @@ from typing import Callable, Iterator
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+
+class NpyFile:
+  """A read-only view of a 2-D or higher `.npy` file that reads the rows asked for with plain file
+  reads: `NpyFile(path)[a:b]` returns a fresh array of rows a..b-1. Only contiguous row slices
+  (step 1) are supported; `shape`, `dtype` and `len()` are those of the stored array."""
+
+  def __init__(self, path: str):
+    with open(path, "rb") as f:
+      version = np.lib.format.read_magic(f)
+      read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                     else np.lib.format.read_array_header_2_0)
+      shape, fortran, dtype = read_header(f)
+      self.offset = f.tell()
+    if fortran:
+      raise ValueError(f"NpyFile: {path!r} is stored in Fortran order; save it C-ordered.")
+    if dtype.hasobject:
+      raise ValueError(f"NpyFile: {path!r} holds Python objects; expected a numeric array.")
+    self.path, self.shape, self.dtype = path, tuple(shape), dtype
+    self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * dtype.itemsize
+
+  def __len__(self) -> int:
+    return self.shape[0]
+
+  def __getitem__(self, key) -> np.ndarray:
+    if not isinstance(key, slice) or key.step not in (None, 1):
+      raise TypeError("NpyFile supports contiguous row slices only, e.g. f[a:b].")
+    start, stop, _ = key.indices(self.shape[0])
+    n = max(0, stop - start)
+    with open(self.path, "rb") as f:
+      f.seek(self.offset + start * self.row_bytes)
+      data = np.fromfile(f, dtype=self.dtype, count=n * self.row_bytes // self.dtype.itemsize)
+    return data.reshape((n,) + self.shape[1:])
 
 
 def _chunks(x: np.ndarray, chunk: int) -> Iterator[tuple[int, np.ndarray, int]]:
@@ -86,6 +122,9 @@ def stream_top_k(score_chunk: Callable[[jax.Array, int], jax.Array], x: np.ndarr
   best_v = jnp.full((k,), -jnp.inf, jnp.float32)
   best_i = jnp.full((k,), n, jnp.int32)      # sentinel indices after every real row
   for i, block, valid in _chunks(x, chunk):
+    # At most one chunk in flight: wait for the previous merge before putting the next chunk on
+    # the device (reading it from the host above already overlapped with that chunk's scoring).
+    best_v.block_until_ready()
     scores = score_chunk(jax.device_put(block), i)
     keep = np.arange(chunk) < valid
     if candidates is not None:

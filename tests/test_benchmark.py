@@ -19,7 +19,8 @@ def bench(*args):
 def test_unknown_workload_names_the_accepted_ones():
   p = bench("fastest")
   assert p.returncode != 0
-  assert ("accepted: fmnist-bald, train-throughput, score-throughput, seeds, kmeans, pool-scale"
+  assert ("accepted: fmnist-bald, train-throughput, score-throughput, seeds, kmeans, pool-scale, "
+          "strategy-memory"
           in p.stderr)
 
 

@@ -55,7 +55,8 @@ def test_bayesian_flags_run_end_to_end(tmp_path):
     (["--query_size=500"], "exceeds the pool"),
     (["--classes=0,12"], "--classes:"),
     (["--optimizer=rmsprop"], "--optimizer: unknown optimizer 'rmsprop'; accepted: sgd, adam"),
-    (["--preset=nope"], "--preset: unknown preset 'nope'; accepted: default, gal2017_mnist"),
+    (["--preset=nope"], "--preset: unknown preset 'nope'; accepted: cluster_cifar10, "
+                         "constrained_ideal, constrained_mnist, default, four_metrics_fruits"),
     (["--strategies=bald"], "--strategies=bald needs several predictive samples"),
     (["--uncertainty=bayes"], "--uncertainty: unknown method 'bayes'; accepted: deterministic, mc_dropout, ensemble"),
     (["--seeds=0"], "--seeds must be an integer >= 1, got 0"),

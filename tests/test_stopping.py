@@ -1,5 +1,6 @@
 """Stopping rules: the tracker on hand-made sequences, and the loop ending early with the rule named."""
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +31,7 @@ def test_rules_check_their_values():
     stopping.StopRules(agreement=1.5)
   with pytest.raises(ValueError, match="--stop_patience=0 must be at least 1"):
     stopping.StopRules(patience=0)
-  with pytest.raises(ValueError, match="--stop_max_labels=-1 must be >= 0"):
+  with pytest.raises(ValueError, match="--stop_labels=-1 must be >= 0"):
     stopping.StopRules(max_labels=-1)
 
 
@@ -55,7 +56,8 @@ def test_stop_set_uncertainty_is_the_mean_normalised_entropy_of_its_predictions(
   cfg = dataclasses.replace(cfg, stop_set=40)
   state = loop.init_state(0, splits[0], y, model, tx, pool.x)
   state, m = loop.train_and_evaluate(state, pool, test, model=model, tx=tx, cfg=cfg)
-  idx = np.asarray(strategies.random_select(jax.random.fold_in(state.key, 8), state.selectable, 40))
+  idx = np.asarray(strategies.random_select(loop._round_key(state.key, loop._STOP_ROUND, loop._STOP),
+                                            state.selectable, 40))
   assert not set(idx.tolist()) & set(np.asarray(state.val).tolist())
   logits, _ = model.apply(state.variables, pool.x[idx])
   p = np.asarray(jax.nn.softmax(logits), np.float64)
@@ -100,3 +102,41 @@ def test_a_stopped_run_is_complete_for_resumption_and_summarised(tmp_path):
   bad = {**cfg, "stop_agreement": 0.9}
   with pytest.raises(experiment.ConfigError, match="need a stop set"):
     experiment.run_experiment(bad, str(tmp_path / "x"))
+
+
+def test_a_run_killed_between_the_stop_and_its_final_resumes_to_the_same_results(tmp_path):
+  from experiments.configs import default
+  from jaxal import experiment
+  cfg = default.get_config().to_dict()
+  cfg.update(strategies="margin", seeds=2, rounds=6, epochs=2, initial_size=10, query_size=5,
+             val_size=20, stop_labels=20)
+  whole = experiment.run_experiment(cfg, str(tmp_path / "a"), log=lambda *_: None)
+
+  class Killed(Exception):
+    pass
+
+  def die_after_the_stop(line):   # progress of round 1 is logged after its checkpoint is written
+    if "round   1/6" in line:
+      raise Killed()
+
+  with pytest.raises(Killed):
+    experiment.run_experiment(cfg, str(tmp_path / "b"), log=die_after_the_stop)
+  lines = []
+  resumed = experiment.run_experiment(cfg, str(tmp_path / "b"), log=lines.append)
+  assert any("resuming from checkpoint step 2" in line for line in lines)
+  strip = lambda runs: [{**r, "rounds": [{k: v for k, v in row.items() if k != "seconds"}
+                                         for row in r["rounds"]]} for r in runs]
+  assert strip(resumed["runs"]) == strip(whole["runs"])
+  # The finished, stopped run restores as complete from its checkpoint too (no results.json).
+  os.remove(tmp_path / "b" / "results.json")
+  lines = []
+  experiment.run_experiment(cfg, str(tmp_path / "b"), log=lines.append)
+  assert any("complete in checkpoint" in line for line in lines)
+  assert not any("damaged" in line for line in lines)
+
+
+def test_later_settings_defaults_match_the_default_preset():
+  from experiments.configs import default
+  from jaxal import experiment
+  d = default.get_config().to_dict()
+  assert {k: d[k] for k in experiment.LATER_SETTINGS} == experiment.LATER_SETTINGS

@@ -53,3 +53,19 @@ def test_stream_errors_name_the_argument():
     streaming.stream_top_k(fn, x, 4, chunk=4, candidates=np.arange(10) < 3)
   with pytest.raises(ValueError, match=r"candidates has shape \(9,\); expected \(10,\)"):
     streaming.stream_top_k(fn, x, 1, candidates=np.ones(9, bool))
+
+
+def test_npy_file_reads_the_same_rows_as_numpy(tmp_path):
+  x = np.random.default_rng(1).normal(size=(37, 3, 2)).astype(np.float32)
+  np.save(tmp_path / "a.npy", x)
+  f = streaming.NpyFile(str(tmp_path / "a.npy"))
+  assert f.shape == x.shape and f.dtype == x.dtype and len(f) == 37
+  for a, b in ((0, 5), (5, 37), (30, 100), (36, 37), (10, 10)):
+    np.testing.assert_array_equal(f[a:b], x[a:b])
+  with pytest.raises(TypeError, match="contiguous row slices"):
+    f[::2]
+  # stream_top_k over the file equals the whole-array result.
+  fn = jax.jit(lambda xb, i: jnp.sum(xb, axis=(1, 2)))
+  idx, _ = streaming.stream_top_k(fn, f, 5, chunk=8)
+  ref = np.asarray(strategies.top_k(jnp.asarray(x.sum(axis=(1, 2))), jnp.ones(37, bool), 5))
+  assert idx.tolist() == ref.tolist()

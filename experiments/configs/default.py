@@ -55,6 +55,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.probcover_purity = 0.95
   c.cluster_margin_factor = 10.0
   c.cluster_margin_threshold = 0.0
+  # Input noise on a fraction of the images (jaxal.data.noise), and pretrained weights.
+  c.noise = "none"
+  c.noise_fraction = 0.1
+  c.noise_std = 0.1
+  c.noise_amount = 0.05
+  c.noise_splits = "train"
+  c.noise_seed = 0
+  c.pretrained = ""
   # Stopping rules (jaxal.stopping); 0 = off.
   c.stop_labels = 0
   c.stop_interactions = 0
