@@ -46,7 +46,8 @@ LATER_SETTINGS = {
     "stop_patience": 1, "stop_set": 0, "batchbald_configs": 1000, "power_beta": 1.0,
     "graph_subset": 5000, "typiclust_max_clusters": 500, "typiclust_neighbors": 20,
     "probcover_delta": 0.0, "probcover_purity": 0.95, "cluster_margin_factor": 10.0,
-    "cluster_margin_threshold": 0.0}
+    "cluster_margin_threshold": 0.0, "model_selection": "last", "val_every": 1,
+    "early_stopping": 0}
 
 
 def stop_rules(cfg: Mapping[str, Any]) -> stopping.StopRules:
@@ -131,6 +132,18 @@ def validate(cfg: Mapping[str, Any]) -> None:
                     ("mc_samples", 1), ("ensemble_size", 1), ("pool_subset", 0)):
     if int(cfg[flag]) != cfg[flag] or cfg[flag] < low:
       raise ConfigError(f"--{flag} must be an integer >= {low}, got {cfg[flag]!r}.")
+  if cfg["model_selection"] not in training.MODEL_SELECTIONS:
+    raise ConfigError(f"--model_selection: unknown value {cfg['model_selection']!r}; accepted: "
+                      f"{', '.join(training.MODEL_SELECTIONS)}.")
+  for flag, low in (("val_every", 1), ("early_stopping", 0)):
+    if int(cfg[flag]) != cfg[flag] or cfg[flag] < low:
+      raise ConfigError(f"--{flag} must be an integer >= {low}, got {cfg[flag]!r}.")
+  if cfg["model_selection"] == "best_val" and cfg["val_size"] < 1:
+    raise ConfigError("--model_selection=best_val picks the epoch on the validation set: set "
+                      f"--val_size > 0 (got {cfg['val_size']}).")
+  if cfg["early_stopping"] and cfg["model_selection"] != "best_val":
+    raise ConfigError(f"--early_stopping={cfg['early_stopping']} needs "
+                      "--model_selection=best_val.")
   if not (cfg["learning_rate"] > 0 and math.isfinite(cfg["learning_rate"])):
     raise ConfigError(f"--learning_rate must be a finite number > 0, got {cfg['learning_rate']}.")
   if not 0 <= cfg["momentum"] < 1:
@@ -268,7 +281,9 @@ def train_config(cfg: Mapping[str, Any]) -> TrainConfig:
                      momentum=float(cfg["momentum"]), weight_decay=float(cfg["weight_decay"]),
                      l2_per_label=float(cfg["l2_per_label"]),
                      reinit=bool(cfg["reinit"]), same_init=bool(cfg["same_init"]),
-                     eval_batch_size=int(cfg["eval_batch_size"]))
+                     eval_batch_size=int(cfg["eval_batch_size"]),
+                     model_selection=cfg["model_selection"], val_every=int(cfg["val_every"]),
+                     early_stopping=int(cfg["early_stopping"]))
 
 
 def run_experiment(cfg: Mapping[str, Any], workdir: str,

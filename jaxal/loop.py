@@ -76,10 +76,12 @@ def _round_key(key: jax.Array, round_: jax.Array | int, stream: int) -> jax.Arra
 
 
 def train(state: ALState, pool: LabeledArrays, *, model: nn.Module,
-          tx: optax.GradientTransformation, cfg: RoundConfig):
+          tx: optax.GradientTransformation, cfg: RoundConfig, return_info: bool = False):
   """Trains on the labeled set (from a fresh initialisation when `cfg.train.reinit`; an ensemble's
-  members side by side with `vmap`). Returns (state with the trained variables, mean loss of the
-  last epoch)."""
+  members side by side with `vmap`). With `cfg.train.model_selection == "best_val"` the labeled
+  validation set (`state.val`, with its true labels) picks the epoch kept (each ensemble member its
+  own). Returns (state with the trained variables, mean loss of the last epoch) [+ the info dict of
+  `training.fit`: best_epoch, epochs_run, best_val_accuracy; averaged over ensemble members]."""
   tc = cfg.train
   variables, opt_state = state.variables, state.opt_state
   if tc.reinit:
@@ -87,16 +89,22 @@ def train(state: ALState, pool: LabeledArrays, *, model: nn.Module,
     variables, opt_state = init_model(model, tx, _round_key(state.key, init_round, _INIT),
                                       pool.x[:1], cfg.members)
   fit_key = _round_key(state.key, state.round, _FIT)
+  val = {}
+  if tc.model_selection != "last":
+    val = {"val_x": pool.x[state.val], "val_y": pool.y[state.val]}
   fit = functools.partial(training.fit, model, tx, x=pool.x, labels=state.labels,
-                          labeled=state.labeled, cfg=tc, capacity=cfg.capacity)
+                          labeled=state.labeled, cfg=tc, capacity=cfg.capacity, return_info=True,
+                          **val)
   if cfg.members:
-    variables, opt_state, loss = jax.vmap(
+    variables, opt_state, loss, info = jax.vmap(
         lambda v, o, k: fit(variables=v, opt_state=o, key=k))(
             variables, opt_state, jax.random.split(fit_key, cfg.members))
     loss = jnp.mean(loss)
+    info = jax.tree.map(lambda a: jnp.mean(a.astype(jnp.float32)), info)
   else:
-    variables, opt_state, loss = fit(variables=variables, opt_state=opt_state, key=fit_key)
-  return state.replace(variables=variables, opt_state=opt_state), loss
+    variables, opt_state, loss, info = fit(variables=variables, opt_state=opt_state, key=fit_key)
+  state = state.replace(variables=variables, opt_state=opt_state)
+  return (state, loss, info) if return_info else (state, loss)
 
 
 def train_and_evaluate(state: ALState, pool: LabeledArrays, test: LabeledArrays, *,
@@ -104,13 +112,15 @@ def train_and_evaluate(state: ALState, pool: LabeledArrays, test: LabeledArrays,
   """`train`, then test and validation accuracy.
 
   Returns (state with the trained variables, metrics dict of scalars/arrays)."""
-  state, loss = train(state, pool, model=model, tx=tx, cfg=cfg)
+  state, loss, info = train(state, pool, model=model, tx=tx, cfg=cfg, return_info=True)
   variables = state.variables
   test_acc, per_class, test_ece = evaluate(model, variables, test.x, test.y, cfg)
   val_acc, _, _ = evaluate(model, variables, pool.x[state.val], pool.y[state.val], cfg)
   metrics = {"labels": state.num_labeled, "interactions": state.interactions,
              "test_accuracy": test_acc, "per_class_accuracy": per_class,
-             "test_ece": test_ece, "val_accuracy": val_acc, "train_loss": loss}
+             "test_ece": test_ece, "val_accuracy": val_acc, "train_loss": loss,
+             "best_epoch": info["best_epoch"].astype(jnp.float32),
+             "epochs_run": info["epochs_run"].astype(jnp.float32)}
   if cfg.stop_set:
     # The stop set: the same random selectable items every round (the key has no round in it).
     idx = strategies.random_select(_round_key(state.key, _STOP_ROUND, _STOP), state.selectable,
@@ -512,6 +522,12 @@ def _json_scalar(v):
   return None if isinstance(v, float) and np.isnan(v) else v
 
 
+def _json_number(v):
+  """An int when the value is whole (one network), else a float (an ensemble's mean)."""
+  v = float(np.asarray(v))
+  return int(v) if v.is_integer() else v
+
+
 def stack_states(states: Sequence[ALState]) -> ALState:
   return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
 
@@ -528,6 +544,8 @@ def _record(records: list[dict], r: int, metrics: dict, index_map: np.ndarray,
         "test_ece": float(metrics["test_ece"][i]),
         "val_accuracy": _json_scalar(metrics["val_accuracy"][i]),   # None: no validation set
         "train_loss": float(metrics["train_loss"][i]),
+        **{name: _json_number(metrics[name][i]) for name in ("best_epoch", "epochs_run")
+           if name in metrics},
         "per_class_accuracy": [None if np.isnan(a) else float(a)
                                for a in metrics["per_class_accuracy"][i]],
         "selected": ([int(index_map[j]) for j in metrics["selected"][i] if j >= 0]

@@ -49,7 +49,15 @@ class TrainConfig:
   penalty (c / n) * sum(kernel^2) to the loss, n the labeled count, as Gal et al.'s code does
   (c = 3.5): strong regularisation when few labels are known, weaker as the set grows.
   `reinit` re-initialises the model every round; with `same_init` it is reset to the same initial
-  weights every round (the cluster paper) instead of drawing fresh ones."""
+  weights every round (the cluster paper) instead of drawing fresh ones.
+
+  Model selection on the labeled validation set: with `model_selection="best_val"`, the network
+  is evaluated on the validation set every `val_every` epochs and the round keeps the variables
+  (and optimiser state) of the best evaluation: highest validation accuracy, ties broken by the
+  lower validation cross-entropy, then by the earlier epoch. `early_stopping` = P > 0 ends
+  training after P evaluations in a row without a better one (it needs "best_val"). With "last"
+  (the default) the variables after the last epoch are kept and the validation set is only
+  reported."""
   epochs: int = 50
   batch_size: int = 32
   optimizer: str = "adam"
@@ -60,6 +68,9 @@ class TrainConfig:
   reinit: bool = True
   same_init: bool = False
   eval_batch_size: int = 1024
+  model_selection: str = "last"
+  val_every: int = 1
+  early_stopping: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -122,17 +122,40 @@ def labeled_first_order(key: jax.Array, idx: jax.Array, n: jax.Array, batch: int
   return padded[jnp.argsort(jnp.where(positions < n, noise, 2.0))]
 
 
+MODEL_SELECTIONS = ("last", "best_val")
+
+
 def fit(model: nn.Module, tx: optax.GradientTransformation, variables: Any, opt_state: Any,
         key: jax.Array, x: jax.Array, labels: jax.Array, labeled: jax.Array, cfg: TrainConfig,
-        capacity: int):
+        capacity: int, val_x: jax.Array | None = None, val_y: jax.Array | None = None,
+        return_info: bool = False):
   """Trains `cfg.epochs` epochs over the items of `x` [N, ...] where `labeled` [N] is True.
 
   Args:
     labels: int32 [N], the learner's labels (read only where labeled).
     capacity: static upper bound on the number labeled.
+    val_x, val_y: the labeled validation set, needed when `cfg.model_selection == "best_val"`:
+      the network is evaluated on it every `cfg.val_every` epochs (and after the last epoch) and
+      the best evaluation's variables are returned (see `TrainConfig`); `cfg.early_stopping` = P
+      stops after P evaluations without improvement (a `lax.while_loop`, so under `vmap` each
+      member or seed keeps its own best epoch).
+    return_info: also return a dict of int32/float32 scalars: "best_epoch" (1-based epoch of the
+      returned variables), "epochs_run", "best_val_accuracy" (NaN without model selection).
   Returns:
-    (variables, opt_state, mean loss of the last epoch).
+    (variables, opt_state, mean loss of the last epoch run) [+ info].
   """
+  if cfg.model_selection not in MODEL_SELECTIONS:
+    raise ValueError(f"--model_selection: unknown value {cfg.model_selection!r}; accepted: "
+                     f"{', '.join(MODEL_SELECTIONS)}.")
+  select = cfg.model_selection == "best_val"
+  if select and (val_x is None or val_y is None or val_x.shape[0] == 0):
+    raise ValueError("--model_selection=best_val needs a labeled validation set: set --val_size "
+                     "> 0 (or pass val_x and val_y to fit).")
+  if cfg.early_stopping and not select:
+    raise ValueError(f"--early_stopping={cfg.early_stopping} needs --model_selection=best_val.")
+  if cfg.val_every < 1 or cfg.early_stopping < 0:
+    raise ValueError(f"--val_every must be >= 1 and --early_stopping >= 0, got "
+                     f"{cfg.val_every} and {cfg.early_stopping}.")
   if not isinstance(labeled, jax.core.Tracer):
     count = int(np.sum(np.asarray(labeled)))
     if count > capacity:
@@ -145,8 +168,7 @@ def fit(model: nn.Module, tx: optax.GradientTransformation, variables: Any, opt_
   n_batches = (n + batch - 1) // batch
   l2 = cfg.l2_per_label / jnp.maximum(n, 1).astype(jnp.float32)
 
-  def epoch(e, carry):
-    variables, opt_state, _ = carry
+  def epoch(e, variables, opt_state):
     perm_key, ekey = jax.random.split(jax.random.fold_in(key, e))
     order = labeled_first_order(perm_key, idx, n, batch)
 
@@ -163,8 +185,55 @@ def fit(model: nn.Module, tx: optax.GradientTransformation, variables: Any, opt_
         0, n_batches, step, (variables, opt_state, jnp.zeros((), jnp.float32)))
     return variables, opt_state, total / jnp.maximum(n, 1)
 
-  return jax.lax.fori_loop(0, cfg.epochs, epoch,
-                           (variables, opt_state, jnp.zeros((), jnp.float32)))
+  if not select:
+    variables, opt_state, loss = jax.lax.fori_loop(
+        0, cfg.epochs, lambda e, c: epoch(e, c[0], c[1]),
+        (variables, opt_state, jnp.zeros((), jnp.float32)))
+    info = {"best_epoch": jnp.asarray(cfg.epochs, jnp.int32),
+            "epochs_run": jnp.asarray(cfg.epochs, jnp.int32),
+            "best_val_accuracy": jnp.asarray(jnp.nan, jnp.float32)}
+    return (variables, opt_state, loss, info) if return_info else (variables, opt_state, loss)
+
+  val_x, val_y = jnp.asarray(val_x), jnp.asarray(val_y)
+
+  def val_scores(variables):
+    logits, _ = predict(model, variables, val_x, cfg.eval_batch_size)
+    ce = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, val_y))
+    return accuracy(jnp.argmax(logits, -1), val_y), ce
+
+  # carry: epochs done, current (variables, opt_state, loss), best (variables, opt_state),
+  # best (accuracy, loss, epoch), evaluations since the best.
+  def cond(c):
+    e, since = c[0], c[-1]
+    go = e < cfg.epochs
+    if cfg.early_stopping:
+      go = go & (since < cfg.early_stopping)
+    return go
+
+  def body(c):
+    e, variables, opt_state, _, best_v, best_o, best_acc, best_ce, best_e, since = c
+    variables, opt_state, loss = epoch(e, variables, opt_state)
+    e = e + 1
+    check = (e % cfg.val_every == 0) | (e == cfg.epochs)
+
+    def evaluated(_):
+      acc, ce = val_scores(variables)
+      better = (acc > best_acc) | ((acc == best_acc) & (ce < best_ce))
+      pick = lambda new, old: jax.tree.map(lambda a, b: jnp.where(better, a, b), new, old)
+      return (pick(variables, best_v), pick(opt_state, best_o), jnp.where(better, acc, best_acc),
+              jnp.where(better, ce, best_ce), jnp.where(better, e, best_e),
+              jnp.where(better, 0, since + 1))
+
+    best = jax.lax.cond(check, evaluated,
+                        lambda _: (best_v, best_o, best_acc, best_ce, best_e, since), None)
+    return (e, variables, opt_state, loss) + best
+
+  zero = jnp.zeros((), jnp.int32)
+  init = (zero, variables, opt_state, jnp.zeros((), jnp.float32), variables, opt_state,
+          jnp.asarray(-1.0, jnp.float32), jnp.asarray(jnp.inf, jnp.float32), zero, zero)
+  e, _, _, loss, best_v, best_o, best_acc, _, best_e, _ = jax.lax.while_loop(cond, body, init)
+  info = {"best_epoch": best_e, "epochs_run": e, "best_val_accuracy": best_acc}
+  return (best_v, best_o, loss, info) if return_info else (best_v, best_o, loss)
 
 
 def apply_in_chunks(fn: Callable[..., Any], x: jax.Array, chunk: int,

@@ -24,4 +24,5 @@ def get_config():
   c.epochs = 15
   c.batch_size = 64
   c.val_size = 1000
+  c.model_selection = "best_val"  # the round keeps the epoch best on the validation set
   return c

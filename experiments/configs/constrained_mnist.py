@@ -22,6 +22,7 @@ def get_config():
   c.query_size = 10
   c.rounds = 100
   c.val_size = 300
+  c.model_selection = "best_val"  # the round keeps the epoch best on the validation set
   c.epochs = 50
   c.batch_size = 64
   c.optimizer = "sgd"

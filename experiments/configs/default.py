@@ -34,6 +34,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.cluster_size = 75
   c.same_init = False
   c.val_size = 50
+  # Model selection on the validation set: last (keep the last epoch) or best_val; early stopping
+  # after this many evaluations without improvement (0 = off); evaluate every val_every epochs.
+  c.model_selection = "last"
+  c.val_every = 1
+  c.early_stopping = 0
   c.classes = ""
   c.class_map = ""
   c.test_fraction = 0.25

@@ -19,4 +19,5 @@ def get_config():
   c.epochs = 20
   c.batch_size = 64
   c.val_size = 500
+  c.model_selection = "best_val"  # the round keeps the epoch best on the validation set
   return c
