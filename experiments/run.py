@@ -54,6 +54,8 @@ flags.DEFINE_integer("early_stopping", _DEFAULT.early_stopping, "With --model_se
 flags.DEFINE_string("classes", _DEFAULT.classes, "Class subset by index or name, e.g. 0,1.")
 flags.DEFINE_string("class_map", _DEFAULT.class_map, "JSON file merging classes: {new: [old, ...]}.")
 flags.DEFINE_float("test_fraction", _DEFAULT.test_fraction, "Test share for datasets without a test split.")
+flags.DEFINE_integer("train_limit", _DEFAULT.train_limit, "Reduced scale: keep a class-stratified random sample of this many training images (fixed seed; 0 = all).")
+flags.DEFINE_integer("test_limit", _DEFAULT.test_limit, "Reduced scale: keep a class-stratified random sample of this many test images (0 = all).")
 flags.DEFINE_string("cache_dir", _DEFAULT.cache_dir, "Cache for decoded image folders ('' = none).")
 flags.DEFINE_integer("eval_batch_size", _DEFAULT.eval_batch_size, "Chunk size for evaluation and scoring.")
 flags.DEFINE_string("seed_batching", _DEFAULT.seed_batching, "How seeds share one program: vmap, map (lax.map) or auto (map on CPU, vmap on accelerators).")

@@ -20,7 +20,8 @@ import numpy as np
 from jaxal import checkpointing, human, loop, models, reporting, scoring, stopping, strategies, \
     training
 from jaxal.data import (Dataset, DatasetError, channel_stats, load_class_map, load_dataset,
-                        make_splits, merge_classes, noise_dataset, normalize, subset_classes)
+                        make_splits, merge_classes, noise_dataset, normalize, subsample,
+                        subset_classes)
 from jaxal.state import RoundConfig, TrainConfig
 
 
@@ -47,7 +48,7 @@ LATER_SETTINGS = {
     "graph_subset": 5000, "typiclust_max_clusters": 500, "typiclust_neighbors": 20,
     "probcover_delta": 0.0, "probcover_purity": 0.95, "cluster_margin_factor": 10.0,
     "cluster_margin_threshold": 0.0, "model_selection": "last", "val_every": 1,
-    "early_stopping": 0}
+    "early_stopping": 0, "train_limit": 0, "test_limit": 0}
 
 
 def stop_rules(cfg: Mapping[str, Any]) -> stopping.StopRules:
@@ -129,7 +130,8 @@ def validate(cfg: Mapping[str, Any]) -> None:
                       f"{', '.join(training.OPTIMIZERS)}.")
   for flag, low in (("seeds", 1), ("initial_size", 1), ("query_size", 1), ("rounds", 0),
                     ("epochs", 1), ("batch_size", 1), ("val_size", 0), ("eval_batch_size", 1),
-                    ("mc_samples", 1), ("ensemble_size", 1), ("pool_subset", 0)):
+                    ("mc_samples", 1), ("ensemble_size", 1), ("pool_subset", 0),
+                    ("train_limit", 0), ("test_limit", 0)):
     if int(cfg[flag]) != cfg[flag] or cfg[flag] < low:
       raise ConfigError(f"--{flag} must be an integer >= {low}, got {cfg[flag]!r}.")
   if cfg["model_selection"] not in training.MODEL_SELECTIONS:
@@ -238,6 +240,11 @@ def prepare_dataset(cfg: Mapping[str, Any]) -> Dataset:
       ds = merge_classes(ds, load_class_map(cfg["class_map"]), drop_unmapped=True)
     except DatasetError as e:
       raise ConfigError(f"--class_map: {e}") from e
+  if cfg["train_limit"] or cfg["test_limit"]:
+    try:
+      ds = subsample(ds, int(cfg["train_limit"]), int(cfg["test_limit"]))
+    except DatasetError as e:
+      raise ConfigError(str(e)) from e
   if cfg["noise"] != "none":
     # The same corrupted dataset for every seed and strategy (the papers corrupt the data once).
     try:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxal.data import (Dataset, DatasetError, channel_stats, load_class_map, merge_classes,
-                        normalize, subset_classes)
+                        normalize, subsample, subset_classes)
 
 
 def _dataset(seed=0) -> Dataset:
@@ -185,3 +185,55 @@ def test_normalize_errors():
     normalize(x, [0.5] * 3, [1, np.nan, 1])
   with pytest.raises(DatasetError, match="expects uint8 images"):
     normalize(x.astype(np.float32), [0.5] * 3, [1] * 3)
+
+
+# ------------------------------------------------------------------------------------------------
+# subsample (reduced-scale runs: --train_limit / --test_limit)
+
+
+def _unbalanced(n=1000, seed=0) -> Dataset:
+  rng = np.random.default_rng(seed)
+  y = rng.choice(3, n, p=[0.6, 0.3, 0.1]).astype(np.int32)
+  x = (np.arange(n) % 256).astype(np.uint8)[:, None, None, None]
+  return Dataset(x_train=x, y_train=y, x_test=x[:200], y_test=y[:200],
+                 class_names=("a", "b", "c"), train_index=np.arange(n, dtype=np.int64) + 7,
+                 name="unbalanced")
+
+
+def test_subsample_keeps_class_shares_order_and_positions():
+  ds = _unbalanced()
+  sub = subsample(ds, train_size=100, test_size=50)
+  assert len(sub.y_train) == 100 and len(sub.y_test) == 50
+  for full, part in ((ds.y_train, sub.y_train), (ds.y_test, sub.y_test)):
+    want = np.bincount(full, minlength=3) / len(full) * len(part)
+    assert np.all(np.abs(np.bincount(part, minlength=3) - want) <= 1)
+  # kept items in their original order, pixels and labels travelling with their positions
+  pos = sub.train_index - 7
+  assert np.all(np.diff(pos) > 0)
+  np.testing.assert_array_equal(sub.y_train, ds.y_train[pos])
+  np.testing.assert_array_equal(sub.x_train, ds.x_train[pos])
+  # the same sample every time; another seed gives another sample
+  np.testing.assert_array_equal(subsample(ds, 100, 50).train_index, sub.train_index)
+  assert not np.array_equal(subsample(ds, 100, 50, seed=1).train_index, sub.train_index)
+  # 0 keeps a split whole
+  assert len(subsample(ds, train_size=100).y_test) == 200
+
+
+@pytest.mark.parametrize("kw,needle", [({"train_size": 1001}, "--train_limit=1001.*0 \\(all\\) to 1000"),
+                                       ({"test_size": -1}, "--test_limit=-1"),
+                                       ({"train_size": 2}, "smaller than the 3 classes")])
+def test_subsample_refuses_sizes_it_cannot_honour(kw, needle):
+  with pytest.raises(DatasetError, match=needle):
+    subsample(_unbalanced(), **kw)
+
+
+def test_train_and_test_limits_reach_the_run(tmp_path):
+  from experiments import configs
+  from jaxal import experiment
+  c = configs.load("default").to_dict()
+  c.update(train_limit=600, test_limit=150)
+  ds = experiment.prepare_dataset(c)
+  assert len(ds.y_train) == 600 and len(ds.y_test) == 150
+  c.update(train_limit=10 ** 6)
+  with pytest.raises(experiment.ConfigError, match="--train_limit"):
+    experiment.prepare_dataset(c)

@@ -42,6 +42,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.classes = ""
   c.class_map = ""
   c.test_fraction = 0.25
+  # Reduced scale: a class-stratified random sample (fixed seed) of the training / test split.
+  c.train_limit = 0
+  c.test_limit = 0
   c.cache_dir = ""
   c.eval_batch_size = 1024
   c.seed_batching = "auto"

@@ -5,7 +5,7 @@ from jaxal.data.sources import (FASHION_MNIST_CLASSES, IDX_FILES, IMAGE_EXTENSIO
 from jaxal.data.noise import KINDS as NOISE_KINDS, add_noise, noise_dataset
 from jaxal.data.splits import Splits, balanced_indices, make_splits
 from jaxal.data.transforms import (channel_stats, load_class_map, merge_classes, normalize,
-                                   subset_classes)
+                                   subsample, subset_classes)
 
 __all__ = [
     "FASHION_MNIST_CLASSES",
@@ -27,5 +27,6 @@ __all__ = [
     "noise_dataset",
     "normalize",
     "read_idx",
+    "subsample",
     "subset_classes",
 ]

@@ -15,7 +15,8 @@ import numpy as np
 
 from jaxal.data.sources import Dataset, DatasetError
 
-__all__ = ["channel_stats", "load_class_map", "merge_classes", "normalize", "subset_classes"]
+__all__ = ["channel_stats", "load_class_map", "merge_classes", "normalize", "subsample",
+           "subset_classes"]
 
 
 def _accepted(ds: Dataset) -> str:
@@ -58,6 +59,44 @@ def _relabel(ds: Dataset, old_to_new: np.ndarray, class_names: tuple[str, ...]) 
       y_test=old_to_new[ds.y_test[keep_test]].astype(np.int32),
       class_names=class_names,
       train_index=ds.train_index[keep_train])
+
+
+def _stratified(y: np.ndarray, size: int, seed: int) -> np.ndarray:
+  """Sorted indices of a class-stratified random sample of `size` of the labels `y` (scikit-learn's
+  `train_test_split(stratify=y)`: class shares kept to within one item)."""
+  from sklearn.model_selection import train_test_split  # pylint: disable=import-outside-toplevel
+  idx = np.arange(len(y))
+  if size >= len(y):
+    return idx
+  keep, _ = train_test_split(idx, train_size=size, stratify=y, random_state=seed)
+  return np.sort(keep)
+
+
+def subsample(ds: Dataset, train_size: int = 0, test_size: int = 0, seed: int = 0) -> Dataset:
+  """Keeps a class-stratified random sample of `train_size` training and `test_size` test items
+  (0 = all), for runs at a reduced scale. The sample depends only on `seed` and the labels, so every
+  run of an experiment (every strategy and AL seed) sees the same data; kept items stay in their
+  original order and `train_index` keeps their original positions.
+
+  Raises:
+    DatasetError: a size larger than the split, or one so small that a class would get no item.
+  """
+  out = {}
+  for split, size, flag in (("train", train_size, "--train_limit"),
+                            ("test", test_size, "--test_limit")):
+    y = getattr(ds, f"y_{split}")
+    if size < 0 or size > len(y):
+      raise DatasetError(f"{flag}={size}: the {split} split of '{ds.name}' has {len(y)} items; "
+                         f"accepted: 0 (all) to {len(y)}.")
+    present = int(np.sum(np.bincount(y) > 0))
+    if 0 < size < present:
+      raise DatasetError(f"{flag}={size} is smaller than the {present} classes of the {split} "
+                         "split; every class needs an item.")
+    out[split] = _stratified(y, size, seed) if size else np.arange(len(y))
+  tr, te = out["train"], out["test"]
+  return dataclasses.replace(ds, x_train=ds.x_train[tr], y_train=ds.y_train[tr],
+                             x_test=ds.x_test[te], y_test=ds.y_test[te],
+                             train_index=ds.train_index[tr])
 
 
 def _check_has_train_items(ds: Dataset, old_to_new: np.ndarray, class_names: tuple[str, ...],

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import flax.linen as nn
 
+from jaxal.models.dropout import Dropout, keep_mask
 from jaxal.models.networks import CNN2BN, CNN3, GalCNN, LeNet5, MLP
 from jaxal.models.pretrained import flatten_variables, load_pretrained, save_pretrained
 from jaxal.models.resnet import BasicBlock, ResNet18
@@ -29,4 +30,5 @@ def get_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
 
 
 __all__ = ["MODELS", "get_model", "MLP", "LeNet5", "CNN3", "GalCNN", "CNN2BN", "ResNet18",
-           "BasicBlock", "flatten_variables", "load_pretrained", "save_pretrained"]
+           "BasicBlock", "Dropout", "flatten_variables", "keep_mask", "load_pretrained",
+           "save_pretrained"]

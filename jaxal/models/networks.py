@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxal.models.conv import Conv
+from jaxal.models.dropout import Dropout
 
 
 def _dropout_on(train: bool, dropout: bool | None) -> bool:
@@ -43,7 +44,7 @@ class MLP(_Split):
   def setup(self):
     self.dense = [nn.Dense(w, name=f"dense{i}") for i, w in enumerate(self.hidden)]
     self.classifier = nn.Dense(self.num_classes)
-    self.drop = nn.Dropout(self.dropout_rate)
+    self.drop = Dropout(self.dropout_rate)
 
   def trunk(self, x, train: bool = False):
     return nn.relu(self.dense[0](x.reshape((x.shape[0], -1))))
@@ -72,7 +73,7 @@ class LeNet5(_Split):
     self.fc1 = nn.Dense(120)
     self.fc2 = nn.Dense(84)
     self.classifier = nn.Dense(self.num_classes)
-    self.drop = nn.Dropout(self.dropout_rate)
+    self.drop = Dropout(self.dropout_rate)
 
   def trunk(self, x, train: bool = False):
     if min(x.shape[1], x.shape[2]) < 12:
@@ -105,7 +106,7 @@ class CNN3(_Split):
                   for b, f in enumerate(self.filters) for j in (0, 1)]
     self.fcs = [nn.Dense(w, name=f"fc{i}") for i, w in enumerate(self.dense)]
     self.classifier = nn.Dense(self.num_classes)
-    self.drop = nn.Dropout(self.dropout_rate)
+    self.drop = Dropout(self.dropout_rate)
 
   def trunk(self, x, train: bool = False):
     h = x
@@ -136,8 +137,8 @@ class GalCNN(_Split):
     self.conv2 = Conv(32, (4, 4), padding="VALID")
     self.fc = nn.Dense(128)
     self.classifier = nn.Dense(self.num_classes)
-    self.drop1 = nn.Dropout(self.dropout_rates[0])
-    self.drop2 = nn.Dropout(self.dropout_rates[1])
+    self.drop1 = Dropout(self.dropout_rates[0])
+    self.drop2 = Dropout(self.dropout_rates[1])
 
   def trunk(self, x, train: bool = False):
     h = nn.relu(self.conv2(nn.relu(self.conv1(x))))
@@ -202,7 +203,7 @@ class CNN2BN(_SplitBN):
                 for i in range(len(self.filters))]
     self.fc = nn.Dense(self.dense)
     self.classifier = nn.Dense(self.num_classes)
-    self.drop = nn.Dropout(self.dropout_rate)
+    self.drop = Dropout(self.dropout_rate)
 
   def trunk(self, x, train: bool = False, mask=None):
     h = x

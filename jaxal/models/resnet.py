@@ -36,6 +36,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxal.models.conv import Conv
+from jaxal.models.dropout import Dropout
 from jaxal.models.networks import BN_EPSILON, BN_MOMENTUM, _dropout_on, _SplitBN, row_mask
 
 STEMS = ("cifar", "imagenet")
@@ -111,7 +112,7 @@ class ResNet18(_SplitBN):
         blocks.append(BasicBlock(self.width * 2 ** i, 2 if (i > 0 and j == 0) else 1,
                                  self.bn_momentum, name=f"layer{i + 1}_{j}"))
     self.blocks = blocks
-    self.drop = nn.Dropout(self.dropout_rate)
+    self.drop = Dropout(self.dropout_rate)
     self.classifier = nn.Dense(self.num_classes)
 
   def trunk(self, x, train: bool = False, mask=None):
