@@ -143,9 +143,9 @@ def validate(cfg: Mapping[str, Any]) -> None:
   if cfg["model_selection"] == "best_val" and cfg["val_size"] < 1:
     raise ConfigError("--model_selection=best_val picks the epoch on the validation set: set "
                       f"--val_size > 0 (got {cfg['val_size']}).")
-  if cfg["early_stopping"] and cfg["model_selection"] != "best_val":
-    raise ConfigError(f"--early_stopping={cfg['early_stopping']} needs "
-                      "--model_selection=best_val.")
+  for flag, unset in (("early_stopping", 0), ("val_every", 1)):
+    if cfg[flag] != unset and cfg["model_selection"] != "best_val":
+      raise ConfigError(f"--{flag}={cfg[flag]} needs --model_selection=best_val.")
   if not (cfg["learning_rate"] > 0 and math.isfinite(cfg["learning_rate"])):
     raise ConfigError(f"--learning_rate must be a finite number > 0, got {cfg['learning_rate']}.")
   if not 0 <= cfg["momentum"] < 1:
@@ -345,7 +345,8 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
                    "class_names": list(ds.class_names), "train_size": int(len(ds.y_train)),
                    "test_size": int(len(ds.y_test)), "image_shape": list(ds.image_shape),
                    "channel_mean": [float(v) for v in mean], "channel_std": [float(v) for v in std],
-                   "jax_version": jax.__version__, "backend": jax.default_backend()}
+                   "jax_version": jax.__version__, "backend": jax.default_backend(),
+                   "dropout_masks": models.DROPOUT_MASKS}
   names = parse_list(cfg["strategies"])
   previous = _prepare_workdir(workdir, config_record, overwrite, log)
   done = _complete_runs(previous, names, seeds, int(cfg["rounds"]))
@@ -436,7 +437,7 @@ def write_results(results: Mapping, workdir: str) -> None:
 
 # Settings that do not change the results: a resumed run may change them freely.
 RESUME_IGNORED = ("workdir", "cache_dir", "overwrite", "checkpoint_every", "keep_checkpoints",
-                  "jax_version", "backend", "seed_batching")
+                  "jax_version", "backend", "seed_batching", "dropout_masks")
 
 
 def _checkpoint_settings(cfg: Mapping[str, Any]) -> tuple[int, int, bool]:
@@ -501,9 +502,11 @@ def _prepare_workdir(workdir: str, config_record: Mapping[str, Any], overwrite: 
   if diffs:
     raise ConfigError(f"--workdir={workdir} holds a run with different settings: "
                       f"{', '.join(diffs)}; use --overwrite to replace it.")
-  for key in ("jax_version", "backend"):
-    if old.get(key) != config_record[key]:
-      log(f"note: the run in {workdir} was started with {key} {old.get(key)}; resuming with "
+  for key in ("jax_version", "backend", "dropout_masks"):
+    # Runs from before session 3 drew Flax's dropout masks: the same distribution, another stream.
+    was = old.get(key, "flax" if key == "dropout_masks" else None)
+    if was != config_record[key]:
+      log(f"note: the run in {workdir} was started with {key} {was}; resuming with "
           f"{config_record[key]} may not reproduce it bit for bit.")
   try:
     with open(os.path.join(workdir, "results.json")) as f:

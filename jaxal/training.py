@@ -201,6 +201,8 @@ def fit(model: nn.Module, tx: optax.GradientTransformation, variables: Any, opt_
     ce = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, val_y))
     return accuracy(jnp.argmax(logits, -1), val_y), ce
 
+  # One loop iteration = a block of up to `val_every` epochs, then one evaluation (no `cond`, so
+  # under `vmap`, where members stop at different blocks, nothing is evaluated twice).
   # carry: epochs done, current (variables, opt_state, loss), best (variables, opt_state),
   # best (accuracy, loss, epoch), evaluations since the best.
   def cond(c):
@@ -211,22 +213,16 @@ def fit(model: nn.Module, tx: optax.GradientTransformation, variables: Any, opt_
     return go
 
   def body(c):
-    e, variables, opt_state, _, best_v, best_o, best_acc, best_ce, best_e, since = c
-    variables, opt_state, loss = epoch(e, variables, opt_state)
-    e = e + 1
-    check = (e % cfg.val_every == 0) | (e == cfg.epochs)
-
-    def evaluated(_):
-      acc, ce = val_scores(variables)
-      better = (acc > best_acc) | ((acc == best_acc) & (ce < best_ce))
-      pick = lambda new, old: jax.tree.map(lambda a, b: jnp.where(better, a, b), new, old)
-      return (pick(variables, best_v), pick(opt_state, best_o), jnp.where(better, acc, best_acc),
-              jnp.where(better, ce, best_ce), jnp.where(better, e, best_e),
-              jnp.where(better, 0, since + 1))
-
-    best = jax.lax.cond(check, evaluated,
-                        lambda _: (best_v, best_o, best_acc, best_ce, best_e, since), None)
-    return (e, variables, opt_state, loss) + best
+    e, variables, opt_state, loss, best_v, best_o, best_acc, best_ce, best_e, since = c
+    stop = jnp.minimum(e + cfg.val_every, cfg.epochs)
+    variables, opt_state, loss = jax.lax.fori_loop(
+        e, stop, lambda i, vo: epoch(i, vo[0], vo[1]), (variables, opt_state, loss))
+    acc, ce = val_scores(variables)
+    better = (acc > best_acc) | ((acc == best_acc) & (ce < best_ce))
+    pick = lambda new, old: jax.tree.map(lambda a, b: jnp.where(better, a, b), new, old)
+    return (stop, variables, opt_state, loss, pick(variables, best_v), pick(opt_state, best_o),
+            jnp.where(better, acc, best_acc), jnp.where(better, ce, best_ce),
+            jnp.where(better, stop, best_e), jnp.where(better, 0, since + 1))
 
   zero = jnp.zeros((), jnp.int32)
   init = (zero, variables, opt_state, jnp.zeros((), jnp.float32), variables, opt_state,

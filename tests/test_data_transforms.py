@@ -219,6 +219,18 @@ def test_subsample_keeps_class_shares_order_and_positions():
   assert len(subsample(ds, train_size=100).y_test) == 200
 
 
+def test_subsample_near_the_whole_split_and_with_a_single_item_class():
+  ds = _unbalanced()
+  assert len(subsample(ds, train_size=999).y_train) == 999          # leaves out one item
+  y = ds.y_train.copy()
+  y[np.flatnonzero(y == 2)[1:]] = 1                                 # class "c" keeps one item
+  one = Dataset(x_train=ds.x_train, y_train=y, x_test=ds.x_test, y_test=ds.y_test,
+                class_names=ds.class_names, train_index=ds.train_index, name="one")
+  sub = subsample(one, train_size=30)
+  assert np.bincount(sub.y_train, minlength=3)[2] == 1              # every class keeps an item
+  assert len(sub.y_train) == 30
+
+
 @pytest.mark.parametrize("kw,needle", [({"train_size": 1001}, "--train_limit=1001.*0 \\(all\\) to 1000"),
                                        ({"test_size": -1}, "--test_limit=-1"),
                                        ({"train_size": 2}, "smaller than the 3 classes")])

@@ -56,7 +56,7 @@ def pick(scores, every, patience, epochs):
     if e % every and e != epochs:
       continue
     acc, ce, _ = scores[e - 1]
-    if best is None or acc > best[1] or (acc == best[1] and ce < best[2] - 1e-6):
+    if best is None or acc > best[1] or (acc == best[1] and ce < best[2]):
       best, since = (e, acc, ce), 0
     else:
       since += 1
@@ -87,14 +87,19 @@ def test_best_val_keeps_the_epoch_a_numpy_reference_picks(scores, every, patienc
 
 
 def test_reference_is_not_trivial(scores):
-  """The validation curve must move, or the selection tests could not fail."""
+  """The validation curve must move, the best epoch must not be the last, and the tie rule (lower
+  loss among equal accuracies) must decide it, or the selection tests could not fail."""
   accs = [s[0] for s in scores]
   assert len(set(accs)) > 2
-  assert pick(scores, 1, 0, EPOCHS)[0] != EPOCHS or max(accs) > accs[0]
+  best = pick(scores, 1, 0, EPOCHS)[0]
+  assert best < EPOCHS
+  assert accs.index(max(accs)) + 1 != best          # the first epoch at the top accuracy lost
 
 
-def test_each_vmapped_member_keeps_its_own_best_epoch():
-  cfg = TrainConfig(epochs=6, batch_size=8, learning_rate=5e-2, model_selection="best_val")
+@pytest.mark.parametrize("every,patience", [(1, 0), (2, 1)])
+def test_each_vmapped_member_keeps_its_own_best_epoch(every, patience):
+  cfg = TrainConfig(epochs=8, batch_size=8, learning_rate=5e-2, model_selection="best_val",
+                    val_every=every, early_stopping=patience)
   model, tx, v, x, y, labeled, vx, vy = setup(cfg)
   keys = jax.random.split(jax.random.PRNGKey(4), 3)
   run = lambda k: training.fit(model, tx, v, tx.init(v["params"]), k, x, y, labeled, cfg,
@@ -103,8 +108,40 @@ def test_each_vmapped_member_keeps_its_own_best_epoch():
   for i, k in enumerate(keys):
     alone = jax.jit(run)(k)
     assert int(together[3]["best_epoch"][i]) == int(alone[3]["best_epoch"])
+    assert int(together[3]["epochs_run"][i]) == int(alone[3]["epochs_run"])
     jax.tree.map(lambda a, b, i=i: np.testing.assert_allclose(a[i], b, rtol=2e-5, atol=2e-6),
                  together[0], alone[0])
+
+
+def test_batch_norm_statistics_travel_with_the_kept_epoch():
+  """cnn2_bn: the kept variables (params and batch_stats) are those of a run of best_epoch epochs."""
+  rng = np.random.default_rng(0)
+  y = np.repeat(np.arange(3), 30).astype(np.int32)
+  x = (rng.normal(size=(90, 8, 8, 1)) + y[:, None, None, None]).astype(np.float32)
+  labeled = np.zeros(90, bool)
+  labeled[::3] = True
+  vx, vy = x[1::3], y[1::3]
+  model = models.get_model("cnn2_bn", 3)
+  cfg = TrainConfig(epochs=6, batch_size=8, learning_rate=1e-2, model_selection="best_val")
+  tx = training.make_optimizer(cfg)
+  v = training.init_variables(model, jax.random.PRNGKey(0), x)
+  assert "batch_stats" in v
+  run = lambda c: training.fit(model, tx, v, tx.init(v["params"]), jax.random.PRNGKey(1), x, y,
+                               labeled, c, capacity=40, val_x=vx, val_y=vy, return_info=True)
+  got, _, _, info = run(cfg)
+  best = int(info["best_epoch"])
+  want, _, _ = run(dataclasses.replace(cfg, epochs=best, model_selection="last"))[:3]
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6), got, want)
+
+
+def test_ensemble_members_report_their_mean_epoch(tmp_path):
+  res = experiment.run_experiment(
+      small(model_selection="best_val", uncertainty="ensemble", ensemble_size=3, seeds=1,
+            strategies="bald", epochs=8, early_stopping=1), str(tmp_path / "w"),
+      log=lambda m: None)
+  for r in res["runs"][0]["rounds"]:
+    assert 1 <= r["best_epoch"] <= r["epochs_run"] <= 8
+    assert isinstance(r["best_epoch"], (int, float))
 
 
 def test_last_is_the_default_and_reports_every_epoch():
@@ -142,6 +179,7 @@ def small(**overrides):
     ({"model_selection": "best_val", "val_size": 0}, "--val_size > 0"),
     ({"early_stopping": 3}, "--early_stopping=3 needs --model_selection=best_val"),
     ({"model_selection": "best_val", "val_every": 0}, "--val_every must be an integer >= 1"),
+    ({"val_every": 5}, "--val_every=5 needs --model_selection=best_val"),
 ])
 def test_cli_settings_are_checked(tmp_path, overrides, needle):
   with pytest.raises(experiment.ConfigError, match=needle):

@@ -62,14 +62,24 @@ def _relabel(ds: Dataset, old_to_new: np.ndarray, class_names: tuple[str, ...]) 
 
 
 def _stratified(y: np.ndarray, size: int, seed: int) -> np.ndarray:
-  """Sorted indices of a class-stratified random sample of `size` of the labels `y` (scikit-learn's
-  `train_test_split(stratify=y)`: class shares kept to within one item)."""
-  from sklearn.model_selection import train_test_split  # pylint: disable=import-outside-toplevel
-  idx = np.arange(len(y))
-  if size >= len(y):
-    return idx
-  keep, _ = train_test_split(idx, train_size=size, stratify=y, random_state=seed)
-  return np.sort(keep)
+  """Sorted indices of a class-stratified random sample of `size` of the labels `y`: class c gets
+  its proportional share size * n_c / n rounded down, the items left go to the largest remainders
+  (ties to the lower class), every present class keeps at least one item (taken from the largest
+  allocations), and each class's items are a seeded random choice among its members."""
+  n = len(y)
+  if size >= n:
+    return np.arange(n)
+  classes, counts = np.unique(y, return_counts=True)
+  exact = size * counts / n
+  alloc = np.floor(exact).astype(np.int64)
+  order = np.lexsort((np.arange(len(classes)), -(exact - alloc)))
+  alloc[order[:size - alloc.sum()]] += 1
+  for c in np.flatnonzero(alloc == 0):                      # size >= number of classes here
+    alloc[np.argmax(alloc)] -= 1
+    alloc[c] = 1
+  rng = np.random.default_rng(seed)
+  keep = [rng.choice(np.flatnonzero(y == c), a, replace=False) for c, a in zip(classes, alloc)]
+  return np.sort(np.concatenate(keep))
 
 
 def subsample(ds: Dataset, train_size: int = 0, test_size: int = 0, seed: int = 0) -> Dataset:

@@ -11,6 +11,9 @@ from jaxal.models.networks import CNN2BN, CNN3, GalCNN, LeNet5, MLP
 from jaxal.models.pretrained import flatten_variables, load_pretrained, save_pretrained
 from jaxal.models.resnet import BasicBlock, ResNet18
 
+# How dropout masks are drawn (recorded in a run's config.json; see jaxal.models.dropout).
+DROPOUT_MASKS = "packed"
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
     "lenet5": LeNet5,
