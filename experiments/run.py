@@ -21,7 +21,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", "default", f"Named protocol; accepted: {', '.join(configs.available())}.")
 flags.DEFINE_string("dataset", _DEFAULT.dataset, "digits, idx, folder, npz or tfds:<name>.")
 flags.DEFINE_string("data_dir", _DEFAULT.data_dir, "Dataset folder, zip or .npz file (idx/folder/npz); TFDS data_dir.")
-flags.DEFINE_string("model", _DEFAULT.model, "Model name: mlp, lenet5, cnn3, gal_cnn, cnn2_bn, resnet18, resnet18_imagenet.")
+flags.DEFINE_string("model", _DEFAULT.model, "Model name: mlp, lenet5, cnn3, gal_cnn, gal_cnn_code, cnn2_bn, resnet18, resnet18_imagenet.")
 flags.DEFINE_string("strategies", _DEFAULT.strategies, "Comma-separated strategies, compared in one run.")
 flags.DEFINE_integer("seeds", _DEFAULT.seeds, "Number of seeds (0..n-1), run side by side.")
 flags.DEFINE_integer("initial_size", _DEFAULT.initial_size, "Balanced random initial labeled set.")

@@ -19,6 +19,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet5": LeNet5,
     "cnn3": CNN3,
     "gal_cnn": GalCNN,
+    "gal_cnn_code": functools.partial(GalCNN, kernel=3, pool=5, hidden=256),
     "cnn2_bn": CNN2BN,
     "resnet18": functools.partial(ResNet18, stem="cifar"),
     "resnet18_imagenet": functools.partial(ResNet18, stem="imagenet"),

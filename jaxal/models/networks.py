@@ -128,21 +128,29 @@ class CNN3(_Split):
 class GalCNN(_Split):
   """The MNIST network of Gal, Islam & Ghahramani (2017), "Deep Bayesian Active Learning with Image
   Data": conv(32, 4x4)-ReLU-conv(32, 4x4)-ReLU-maxpool(2)-dropout(0.25)-dense(128)-ReLU-dropout(0.5)-
-  dense(C). Convolutions are 'valid' as in their Keras code (28 -> 25 -> 22 -> 11)."""
+  dense(C). Convolutions are 'valid' as in their Keras code (28 -> 25 -> 22 -> 11).
+
+  `kernel`, `pool` and `hidden` give the variant of their released Keras script for the MNIST
+  figure (`MC_Dropout_Keras/Dropout_Bald_Q10_N1000_Paper.py` in Riashat/Deep-Bayesian-Active-
+  Learning), registered as `gal_cnn_code`: 3x3 convolutions, a 5x5 max-pool with stride 5 and a
+  256-unit dense layer (28 -> 26 -> 24 -> 4)."""
   num_classes: int
   dropout_rates: Sequence[float] = (0.25, 0.5)
+  kernel: int = 4
+  pool: int = 2
+  hidden: int = 128
 
   def setup(self):
-    self.conv1 = Conv(32, (4, 4), padding="VALID")
-    self.conv2 = Conv(32, (4, 4), padding="VALID")
-    self.fc = nn.Dense(128)
+    self.conv1 = Conv(32, (self.kernel, self.kernel), padding="VALID")
+    self.conv2 = Conv(32, (self.kernel, self.kernel), padding="VALID")
+    self.fc = nn.Dense(self.hidden)
     self.classifier = nn.Dense(self.num_classes)
     self.drop1 = Dropout(self.dropout_rates[0])
     self.drop2 = Dropout(self.dropout_rates[1])
 
   def trunk(self, x, train: bool = False):
     h = nn.relu(self.conv2(nn.relu(self.conv1(x))))
-    h = nn.max_pool(h, (2, 2), (2, 2))
+    h = nn.max_pool(h, (self.pool, self.pool), (self.pool, self.pool))
     return h.reshape((h.shape[0], -1))
 
   def head(self, h, train: bool = False, dropout: bool | None = None):
