@@ -5,16 +5,19 @@
 #   bash experiments/reduced_scale.sh DATA OUT [NAME ...]
 #
 # DATA holds mnist/ and fashion_mnist/ (IDX gz) and cifar10-jpeg.zip; OUT receives one results
-# directory per run and report_<name>/ per preset. NAMEs (default: all): four_metrics,
-# four_metrics_binary, constrained, constrained_ideal, hybrid, cluster. Every run is the preset's
-# command with smaller budgets: a class-stratified sample of the data (--train_limit,
+# directory per run and report_<name>/ per preset (relative paths are taken from the current
+# directory; the script runs from the repository root). NAMEs (default: all): four_metrics,
+# four_metrics_binary, four_metrics_folder, constrained, constrained_ideal, hybrid, cluster,
+# cluster_mnist. Every run is the preset's command with smaller budgets: a class-stratified sample of the data (--train_limit,
 # --test_limit), fewer labels per round and rounds, fewer epochs. Re-running resumes from the
-# checkpoints of each results directory.
+# checkpoints of each results directory (times.txt then gets the resumed part's time only).
 set -euo pipefail
-DATA=${1:?usage: reduced_scale.sh DATA OUT [NAME ...]}
-OUT=${2:?usage: reduced_scale.sh DATA OUT [NAME ...]}
+DATA=$(realpath "${1:?usage: reduced_scale.sh DATA OUT [NAME ...]}")
+OUT=$(realpath -m "${2:?usage: reduced_scale.sh DATA OUT [NAME ...]}")
 shift 2
-NAMES=${*:-four_metrics four_metrics_binary constrained constrained_ideal hybrid cluster}
+cd "$(dirname "$(realpath "$0")")/.."
+NAMES=${*:-four_metrics four_metrics_binary four_metrics_folder constrained constrained_ideal hybrid \
+  cluster cluster_mnist}
 PY=${PYTHON:-python}
 CACHE=${CACHE_DIR:-$OUT/cache}
 SMALL="--train_limit=10000 --test_limit=2000"
@@ -41,6 +44,15 @@ for name in $NAMES; do
         --rounds=6 --epochs=20 --val_size=20
       $PY -m experiments.report "$OUT/four_metrics_mnist_01" --out="$OUT/report_four_metrics_01" \
         --targets=0.95,0.99 ;;
+    four_metrics_folder)   # the fruit preset's path (image folder + super-class map) on CIFAR-10
+      cat > "$OUT/vehicles_animals.json" <<'MAP'
+{"vehicle": ["airplane", "automobile", "ship", "truck"],
+ "animal": ["bird", "cat", "deer", "dog", "frog", "horse"]}
+MAP
+      run four_metrics_folder --preset=four_metrics_fruits --data_dir="$DATA/cifar10-jpeg.zip" \
+        --cache_dir="$CACHE" --class_map="$OUT/vehicles_animals.json" $SMALL --initial_size=20 \
+        --query_size=20 --rounds=5 --epochs=20 --val_size=100
+      $PY -m experiments.report "$OUT/four_metrics_folder" --out="$OUT/report_four_metrics_folder" ;;
     constrained)
       dirs=()
       for ds in mnist fashion_mnist; do
@@ -70,9 +82,15 @@ for name in $NAMES; do
         --cache_dir="$CACHE" $SMALL --initial_size=200 --query_size=50 --clusters_per_round=10 \
         --cluster_size=100 --rounds=4 --epochs=10 --val_size=500 --val_every=2
       $PY -m experiments.report "$OUT/cluster_cifar10" --out="$OUT/report_cluster" ;;
+    cluster_mnist)   # the five scenarios where a CNN's clusters can be pure (LeNet-5 for speed)
+      run cluster_mnist --preset=cluster_cifar10 --dataset=idx --data_dir="$DATA/mnist" \
+        --model=lenet5 $SMALL --initial_size=20 --query_size=20 --clusters_per_round=10 \
+        --cluster_size=100 --rounds=4 --epochs=20 --val_size=100
+      $PY -m experiments.report "$OUT/cluster_mnist" --out="$OUT/report_cluster_mnist" ;;
     *)
       echo "reduced_scale.sh: unknown name '$name'; accepted: four_metrics four_metrics_binary" \
-        "constrained constrained_ideal hybrid cluster" >&2
+        "four_metrics_folder" \
+        "constrained constrained_ideal hybrid cluster cluster_mnist" >&2
       exit 2 ;;
   esac
 done
