@@ -30,6 +30,10 @@ flags.DEFINE_boolean("error", False, "Tabulate test error instead of test accura
 flags.DEFINE_string("targets", "", "Comma-separated target accuracies for 'labels to reach', "
                     "e.g. 0.9,0.95.")
 flags.DEFINE_boolean("per_class", True, "Write the per-class accuracy panels.")
+flags.DEFINE_string("metric", "test_accuracy", "Accuracy plotted and tabulated: test_accuracy (the "
+                    "deterministic network, or an ensemble's mean) or test_accuracy_mc (the "
+                    "MC-dropout mean; runs with --test_mc_samples).")
+METRICS = ("test_accuracy", "test_accuracy_mc")
 
 
 class ReportError(ValueError):
@@ -61,14 +65,20 @@ def load_groups(dirs: list[str]) -> tuple[dict[str, list[dict]], dict[str, list[
 
 
 def write_report(dirs: list[str], out: str, error: bool = False,
-                 targets: tuple[float, ...] = (), per_class: bool = True) -> list[str]:
+                 targets: tuple[float, ...] = (), per_class: bool = True,
+                 metric: str = "test_accuracy") -> list[str]:
   """Writes the report files into `out`; returns their paths."""
   if not dirs:
     raise ReportError("name at least one results directory.")
+  if metric not in METRICS:
+    raise ReportError(f"--metric={metric!r}: accepted: {', '.join(METRICS)}.")
   groups, classes = load_groups(dirs)
   written = []
   path = os.path.join(out, "curves.png")
-  reporting.plot_groups(groups, path)
+  try:
+    reporting.plot_groups(groups, path, metric=metric)
+  except ValueError as e:
+    raise ReportError(f"--metric={metric}: {e}") from None
   written.append(path)
   if any(row["interactions"] != row["labels"] - r["rounds"][0]["labels"]
          for runs in groups.values() for r in runs for row in r["rounds"]):
@@ -81,7 +91,8 @@ def write_report(dirs: list[str], out: str, error: bool = False,
       reporting.plot_per_class(runs, path, classes.get(label), title=label)
       written.append(path)
   path = os.path.join(out, "table.md")
-  reporting.write_atomic(path, reporting.paper_table(groups, error=error, targets=targets))
+  reporting.write_atomic(path, reporting.paper_table(groups, error=error, targets=targets,
+                                                     metric=metric))
   written.append(path)
   return written
 
@@ -95,7 +106,8 @@ def main(argv):
   if any(not 0 < t <= 1 for t in targets):
     raise SystemExit(f"error: --targets={FLAGS.targets!r}: accuracies must be in (0, 1].")
   try:
-    written = write_report(argv[1:], FLAGS.out, FLAGS.error, targets, FLAGS.per_class)
+    written = write_report(argv[1:], FLAGS.out, FLAGS.error, targets, FLAGS.per_class,
+                           FLAGS.metric)
   except ReportError as e:
     raise SystemExit(f"error: {e}") from None
   print("\n".join(written))

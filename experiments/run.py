@@ -39,6 +39,7 @@ flags.DEFINE_string("uncertainty", _DEFAULT.uncertainty,
                     "How predictive samples are drawn: deterministic, mc_dropout or ensemble.")
 flags.DEFINE_integer("mc_samples", _DEFAULT.mc_samples, "S: MC-dropout passes per pool item.")
 flags.DEFINE_integer("ensemble_size", _DEFAULT.ensemble_size, "M: deep-ensemble members (vmap).")
+flags.DEFINE_integer("test_mc_samples", _DEFAULT.test_mc_samples, "With --uncertainty=mc_dropout: also record test_accuracy_mc, the accuracy of the mean of this many MC-dropout passes (Gal et al.'s test-time dropout; 0 = off).")
 flags.DEFINE_integer("pool_subset", _DEFAULT.pool_subset, "Score only this many random unlabeled items per round (0 = all).")
 flags.DEFINE_string("hybrid_score", _DEFAULT.hybrid_score, "Score ranking the uncertain share of hybrid / hybrid_balanced.")
 flags.DEFINE_float("alpha", _DEFAULT.alpha, "Hybrid: share of K taken by uncertainty, in (0, 1].")

@@ -113,7 +113,7 @@ def fmnist_bald(args):
   train_set = torch.utils.data.TensorDataset(x, y)
   test_set = torch.utils.data.TensorDataset(xt, yt)
   runs = []
-  for seed in range(args.seeds):
+  for seed in range(args.first_seed, args.first_seed + args.seeds):
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     al = ActiveLearningDataset(train_set)
@@ -234,8 +234,14 @@ def main(argv=None):
   p.add_argument("--init", choices=("torch", "flax"), default="torch",
                  help="fmnist-bald: PyTorch's default initialisation (what baal users get) or "
                       "Flax's (lecun_normal kernels, zero biases: the network jaxal trains)")
+  p.add_argument("--first_seed", type=int, default=0,
+                 help="fmnist-bald: run seeds first_seed, ..., first_seed + seeds - 1")
+  p.add_argument("--threads", type=int, default=0,
+                 help="torch intra-op threads (0: torch's default, one per core)")
   p.add_argument("--out", default="")
   args = p.parse_args(argv)
+  if args.threads:
+    torch.set_num_threads(args.threads)
   if args.workload == "fmnist-bald" and not args.data_dir:
     p.error("--data_dir (the Fashion-MNIST IDX folder) is required for fmnist-bald")
   out = fmnist_bald(args) if args.workload == "fmnist-bald" else train_throughput(args)

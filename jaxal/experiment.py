@@ -48,7 +48,7 @@ LATER_SETTINGS = {
     "graph_subset": 5000, "typiclust_max_clusters": 500, "typiclust_neighbors": 20,
     "probcover_delta": 0.0, "probcover_purity": 0.95, "cluster_margin_factor": 10.0,
     "cluster_margin_threshold": 0.0, "model_selection": "last", "val_every": 1,
-    "early_stopping": 0, "train_limit": 0, "test_limit": 0}
+    "early_stopping": 0, "train_limit": 0, "test_limit": 0, "test_mc_samples": 0}
 
 
 def stop_rules(cfg: Mapping[str, Any]) -> stopping.StopRules:
@@ -131,9 +131,13 @@ def validate(cfg: Mapping[str, Any]) -> None:
   for flag, low in (("seeds", 1), ("initial_size", 1), ("query_size", 1), ("rounds", 0),
                     ("epochs", 1), ("batch_size", 1), ("val_size", 0), ("eval_batch_size", 1),
                     ("mc_samples", 1), ("ensemble_size", 1), ("pool_subset", 0),
-                    ("train_limit", 0), ("test_limit", 0)):
+                    ("train_limit", 0), ("test_limit", 0), ("test_mc_samples", 0)):
     if int(cfg[flag]) != cfg[flag] or cfg[flag] < low:
       raise ConfigError(f"--{flag} must be an integer >= {low}, got {cfg[flag]!r}.")
+  if cfg["test_mc_samples"] and cfg["uncertainty"] != "mc_dropout":
+    raise ConfigError(f"--test_mc_samples={cfg['test_mc_samples']} averages MC-dropout passes at "
+                      f"test time and needs --uncertainty=mc_dropout (got "
+                      f"{cfg['uncertainty']!r}); set --test_mc_samples=0 otherwise.")
   if cfg["model_selection"] not in training.MODEL_SELECTIONS:
     raise ConfigError(f"--model_selection: unknown value {cfg['model_selection']!r}; accepted: "
                       f"{', '.join(training.MODEL_SELECTIONS)}.")
@@ -386,6 +390,7 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
                        mc_samples=int(cfg["mc_samples"]),
                        ensemble_size=int(cfg["ensemble_size"]),
                        pool_subset=int(cfg["pool_subset"]),
+                       test_mc_samples=int(cfg["test_mc_samples"]),
                        **{k: type(getattr(RoundConfig, k))(cfg[k]) for k in STRATEGY_SETTINGS},
                        stop_set=int(cfg["stop_set"]))
     started = time.perf_counter()

@@ -28,6 +28,7 @@ from jaxal.state import ALState, RoundConfig
 _INIT, _FIT, _SELECT, _ORACLE, _SCORE, _SUBSET, _KMEANS, _SHOW = 0, 1, 2, 3, 4, 5, 6, 7
 # The stop set is the same every round: its key folds in a value no round reaches.
 _STOP_ROUND, _STOP = 2**31 - 1, 9
+_TEST_MC = 10
 
 
 @struct.dataclass
@@ -121,6 +122,9 @@ def train_and_evaluate(state: ALState, pool: LabeledArrays, test: LabeledArrays,
              "test_ece": test_ece, "val_accuracy": val_acc, "train_loss": loss,
              "best_epoch": info["best_epoch"].astype(jnp.float32),
              "epochs_run": info["epochs_run"].astype(jnp.float32)}
+  if cfg.test_mc_samples:
+    metrics["test_accuracy_mc"] = evaluate_mc(model, variables, test.x, test.y, cfg,
+                                              _round_key(state.key, state.round, _TEST_MC))
   if cfg.stop_set:
     # The stop set: the same random selectable items every round (the key has no round in it).
     idx = strategies.random_select(_round_key(state.key, _STOP_ROUND, _STOP), state.selectable,
@@ -143,6 +147,17 @@ def evaluate(model: nn.Module, variables: Any, x: jax.Array, y: jax.Array, cfg: 
   pred = jnp.argmax(probs, -1)
   return (metrics_lib.accuracy(pred, y), metrics_lib.per_class_accuracy(pred, y, cfg.num_classes),
           metrics_lib.expected_calibration_error(probs, y))
+
+
+def evaluate_mc(model: nn.Module, variables: Any, x: jax.Array, y: jax.Array, cfg: RoundConfig,
+                key: jax.Array) -> jax.Array:
+  """Accuracy of the MC-dropout predictive mean over `cfg.test_mc_samples` stochastic passes
+  (dropout on, batch norm in inference mode; the trunk before the first dropout once per item)."""
+  probs = scoring.score_pool(model, variables, x, key=key, method="mc_dropout",
+                             score=lambda s: jnp.mean(s, axis=0),
+                             num_samples=cfg.test_mc_samples, chunk=cfg.train.eval_batch_size,
+                             shared_trunk=cfg.shared_trunk)
+  return metrics_lib.accuracy(jnp.argmax(probs, -1), y)
 
 
 def pool_features(model: nn.Module, variables: Any, x: jax.Array, cfg: RoundConfig) -> jax.Array:
@@ -514,7 +529,7 @@ def make_round_fns(model: nn.Module, tx: optax.GradientTransformation, cfg: Roun
 
 
 EXTRA_METRICS = ("cluster_labeled", "cluster_label_accuracy", "clusters_shown",
-                 "clusters_accepted")
+                 "clusters_accepted", "test_accuracy_mc")
 
 
 def _json_scalar(v):

@@ -60,6 +60,9 @@ def aggregate(runs: Sequence[Mapping], metric: str = "test_accuracy",
       raise ValueError(f"strategy {strategy!r}: seeds have different numbers of rounds.")
     xs = np.array([[row[x_key] for row in r["rounds"]] for r in group], np.float64)
     same = bool((xs == xs[0]).all())
+    if any(row.get(metric) is None for r in group for row in r["rounds"]):
+      raise ValueError(f"strategy {strategy!r}: the metric {metric!r} is not recorded in every "
+                       "round (test_accuracy_mc needs runs with --test_mc_samples > 0).")
     ys = np.array([[row[metric] for row in r["rounds"]] for r in group], np.float64)
     mean, se = mean_and_stderr(ys)
     out[strategy] = {"x": xs[0] if same else xs.mean(0), "mean": mean, "stderr": se,
@@ -290,18 +293,21 @@ def plot_per_class(runs: Sequence[Mapping], path: str, class_names: Sequence[str
 
 
 def paper_table(groups: Mapping[str, Sequence[Mapping]], error: bool = False,
-                targets: Sequence[float] = ()) -> str:
+                targets: Sequence[float] = (), metric: str = "test_accuracy") -> str:
   """A markdown table in the papers' form: one row per experiment x strategy with the number of
   seeds, the final budget, the final test accuracy (or test error with `error`) as mean ± standard
   error over seeds, the AUBC (mean ± s.e. of the per-seed values), the final expected calibration
   error (when recorded) and, for each target accuracy,
-  the labels at which the mean curve first reaches it."""
+  the labels at which the mean curve first reaches it. `metric` is the per-round accuracy read
+  ("test_accuracy", or "test_accuracy_mc" for runs with `--test_mc_samples`)."""
   what = "test error (%)" if error else "test accuracy (%)"
+  if metric == "test_accuracy_mc":
+    what = "MC-dropout " + what
   head = ["experiment", "strategy", "seeds", "labels", f"final {what}", "AUBC (%)", "final ECE"]
   head += [f"labels to {t:.0%}" for t in targets]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for name, runs in groups.items():
-    for strategy, a in aggregate(runs, "test_accuracy", "labels").items():
+    for strategy, a in aggregate(runs, metric, "labels").items():
       final = a["values"][:, -1]
       vals = (1.0 - final) if error else final
       m, se = mean_and_stderr(vals * 100)

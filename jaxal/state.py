@@ -105,6 +105,10 @@ class RoundConfig:
     probcover_delta, probcover_purity: ProbCover's ball radius on L2-normalised features (0 =
       the largest radius whose balls are pure for a `probcover_purity` share of the points, with
       k-means pseudo-labels of `num_classes` clusters).
+    test_mc_samples: if > 0 (with "mc_dropout"), each evaluation also records
+      `test_accuracy_mc`: the test accuracy of the MC-dropout predictive mean over this many
+      stochastic passes (Gal et al.'s "dropout approximation at test time"), beside
+      `test_accuracy`, which is always the deterministic network's. 0 = not recorded.
     stop_set: size of the fixed random sample of selectable pool items predicted after every
       round's training for the uncertainty and agreement stopping rules (`jaxal.stopping`); 0 =
       none (the rules that need it are off).
@@ -138,6 +142,7 @@ class RoundConfig:
   cluster_margin_factor: float = 10.0
   cluster_margin_threshold: float = 0.0
   stop_set: int = 0
+  test_mc_samples: int = 0
 
   @property
   def members(self) -> int:

@@ -1,4 +1,6 @@
 """Bayesian scores against numpy written from the formulas; MC dropout and ensemble sampling."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -184,3 +186,44 @@ def test_bayesian_rounds_compile_once_with_pool_subset(uncertainty, strategy):
   for rec in recs:
     chosen = [i for r in rec["rounds"] for i in r["selected"]]
     assert len(chosen) == 12 == len(set(chosen))
+
+
+def test_test_accuracy_mc_is_the_accuracy_of_the_mean_of_full_mc_dropout_passes():
+  """`test_accuracy_mc` against a reference written without `score_pool`: S full stochastic passes
+  per chunk (no shared trunk), keys fold_in(fold_in(round key, chunk), s), softmax averaged in
+  numpy, argmax compared with the labels. Also: it is recorded only when asked for, it differs
+  from the deterministic accuracy on some seed, and the round still compiles once."""
+  x, y = blobs(n=200, seed=3)
+  pool = loop.LabeledArrays(jnp.asarray(x), jnp.asarray(y))
+  test = loop.LabeledArrays(jnp.asarray(x[:90]), jnp.asarray(y[:90]))
+  model = models.get_model("mlp", 4, hidden=(16, 8), dropout_rate=0.5)
+  tc = TrainConfig(epochs=3, batch_size=8, eval_batch_size=32)   # 90 test items: 3 chunks
+  tx = training.make_optimizer(tc)
+  cfg = RoundConfig(strategy="bald", query_size=4, capacity=8 + 2 * 4, num_classes=4, train=tc,
+                    uncertainty="mc_dropout", mc_samples=3, test_mc_samples=7)
+  differs = []
+  for seed in (0, 1):
+    state = loop.init_state(seed, make_splits(y, 4, 8, 8, seed), y, model, tx, pool.x)
+    trained, metrics = jax.jit(lambda st: loop.train_and_evaluate(
+        st, pool, test, model=model, tx=tx, cfg=cfg))(state)
+    key = loop._round_key(state.key, state.round, loop._TEST_MC)  # pylint: disable=protected-access
+    probs = []
+    for i in range(3):
+      xb = test.x[32 * i:32 * (i + 1)]
+      ck = jax.random.fold_in(key, i)
+      passes = [jax.nn.softmax(model.apply(trained.variables, xb, dropout=True,
+                                           rngs={"dropout": jax.random.fold_in(ck, s)})[0], -1)
+                for s in range(7)]
+      probs.append(np.mean(np.stack([np.asarray(p, np.float64) for p in passes]), axis=0))
+    want = np.mean(np.concatenate(probs).argmax(-1) == y[:90])
+    assert float(metrics["test_accuracy_mc"]) == pytest.approx(want, abs=1e-6)
+    differs.append(abs(float(metrics["test_accuracy_mc"]) - float(metrics["test_accuracy"])) > 0)
+  assert any(differs)
+  off = dataclasses.replace(cfg, test_mc_samples=0)
+  _, m0 = loop.train_and_evaluate(state, pool, test, model=model, tx=tx, cfg=off)
+  assert "test_accuracy_mc" not in m0
+  splits = [make_splits(y, 4, 8, 8, s) for s in (0, 1)]
+  fns = loop.make_round_fns(model, tx, cfg)
+  recs = loop.run(model, tx, cfg, pool, test, [0, 1], splits, 2, fns=fns)
+  assert fns[0]._cache_size() == 1
+  assert all(0 <= r["test_accuracy_mc"] <= 1 for rec in recs for r in rec["rounds"])

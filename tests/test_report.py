@@ -100,3 +100,22 @@ def test_final_ece_column_is_the_mean_and_stderr_of_the_seeds(tmp_path):
   # ECE mean 0.15, s.e. = std([0.1, 0.2], ddof=1) / sqrt(2) = 0.05; AUBC 80.0 and 72.5 -> 76.25 ± 3.75
   assert "| 85.00 ± 5.00 | 76.25 ± 3.75 | 0.150 ± 0.050 |" in reporting.paper_table(groups)
   assert "| 0.150 ± 0.050 |" in reporting.summary_markdown({"config": CFG, "runs": runs})
+
+
+def test_metric_test_accuracy_mc_is_tabulated_and_a_missing_one_is_named(tmp_path):
+  runs = [_run("bald", 0, [0.5, 0.7, 0.9]), _run("bald", 1, [0.6, 0.8, 0.8])]
+  for run, mc in zip(runs, ([0.55, 0.75, 0.95], [0.65, 0.85, 0.85])):
+    for row, a in zip(run["rounds"], mc):
+      row["test_accuracy_mc"] = a
+  d = _write(tmp_path / "mc", CFG, runs)
+  groups, _ = report.load_groups([d])
+  table = reporting.paper_table(groups, targets=(0.8,), metric="test_accuracy_mc")
+  # MC curve: seeds (0.55, 0.75, 0.95) and (0.65, 0.85, 0.85): final 90.00 ± 5.00, AUBC per seed
+  # 0.75 / 0.80 -> 77.50 ± 2.50, mean curve 0.60, 0.80, 0.90 reaches 80% at 20 labels.
+  assert "final MC-dropout test accuracy (%)" in table
+  assert "| bald | 2 | 30 | 90.00 ± 5.00 | 77.50 ± 2.50 | – | 20 |" in table
+  plain = _write(tmp_path / "plain", CFG, [_run("bald", 0, [0.5, 0.7, 0.9])])
+  with pytest.raises(report.ReportError, match="test_accuracy_mc needs runs with --test_mc_samples"):
+    report.write_report([plain], str(tmp_path / "out"), metric="test_accuracy_mc")
+  with pytest.raises(report.ReportError, match="--metric='val': accepted: test_accuracy, "):
+    report.write_report([plain], str(tmp_path / "out"), metric="val")

@@ -110,6 +110,9 @@ def test_validation_set_larger_than_a_class_allows_names_the_class(tmp_path):
     ({"classes": "0,zebra"}, "class(es) ['zebra'] are not in dataset 'digits'; accepted"),
     ({"checkpoint_every": -1}, "--checkpoint_every must be an integer >= 0"),
     ({"keep_checkpoints": 0}, "--keep_checkpoints must be an integer >= 1, got 0"),
+    ({"test_mc_samples": -1}, "--test_mc_samples must be an integer >= 0, got -1"),
+    ({"test_mc_samples": 5}, "--test_mc_samples=5 averages MC-dropout passes at test time and "
+                             "needs --uncertainty=mc_dropout (got 'deterministic')"),
 ])
 def test_unknown_names_and_bad_values_list_what_is_accepted(tmp_path, overrides, expected):
   msg = refuse(tmp_path, **overrides)

@@ -26,6 +26,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.mc_samples = 20
   c.ensemble_size = 5
   c.pool_subset = 0
+  # With mc_dropout: also record test accuracy of the MC-dropout predictive mean over this many
+  # passes (test_accuracy_mc; 0 = off). test_accuracy stays the deterministic network's.
+  c.test_mc_samples = 0
   c.hybrid_score = "entropy"
   c.alpha = 0.5
   c.n_clusters = 5
