@@ -25,7 +25,6 @@ Prints one JSON object on the last line of stdout and writes it to --out when gi
 from __future__ import annotations
 
 import argparse
-import copy
 import gzip
 import json
 import os

@@ -1,40 +1,32 @@
 """jaxal: deep active learning for image classification in JAX/Flax.
 
-The public API: state, the round function and its parts (ask / tell), training, scores, strategies,
-oracles, models and data.
+The fold of an active-learning run, and its pieces:
+
+    round_fn = jaxal.make_round(model, tx, jaxal.strategies.entropy(), budget=jaxal.Budget(20, 10, 5))
+    state, metrics = round_fn(state, pool, test)          # one round, pure and jittable
+    records = jaxal.run(round_fn, pool, test, seeds, splits)   # all rounds, all seeds
+
+Everything else is imported from its module: `jaxal.strategies` (factories), `jaxal.scoring`,
+`jaxal.acquisition`, `jaxal.annotation`, `jaxal.training`, `jaxal.kmeans`, `jaxal.selection.*`,
+`jaxal.stopping`, `jaxal.checkpointing`, `jaxal.sharding`, `jaxal.streaming`, `jaxal.human`,
+`jaxal.data`, `jaxal.models`.
 """
-from jaxal.state import ALState, RoundConfig, TrainConfig
-from jaxal.loop import DECLINE, SKIP, UNSURE, LabeledArrays, Query, ask, ask_query, init_state, \
-    make_round_fns, make_scanned_fn, round_fn, run, run_scanned, tell, tell_query, train, \
-    train_and_evaluate
-from jaxal.stopping import StopRules
-from jaxal.metrics import expected_calibration_error
-from jaxal.training import evaluate, fit, make_optimizer, predict, train_step
-from jaxal.scoring import SCORES, entropy, largest_margin, least_confidence, margin
-from jaxal.strategies import STRATEGIES, Strategy, get_strategy, random_select, top_k
-from jaxal.oracles import simulated_oracle
-from jaxal.models import MODELS, get_model
-from jaxal.metrics import accuracy, per_class_accuracy
-from jaxal import kmeans  # the module: jaxal.kmeans.kmeans(...), .assign, .kmeans_plus_plus
-from jaxal import sharding, streaming  # modules: pools over devices, pools on the host
-from jaxal import batch_strategies, diversity, human  # modules: more strategies, labeling
-from jaxal.kmeans import KMeansResult
-from jaxal.clustering import cluster_expert, hybrid_select
-from jaxal.scoring import SAMPLE_SCORES, bald, mean_std, predict_samples, score_pool, \
-    variation_ratios
+from jaxal import strategies
+from jaxal.annotation import DECLINE, SKIP, UNSURE, Query, tell, tell_query
+from jaxal.data import load_dataset, make_splits
+from jaxal.driver import run, run_scanned
+from jaxal.errors import ArgumentError
+from jaxal.models import get_model
+from jaxal.round import Round, make_round
+from jaxal.state import ALState, Budget, LabeledArrays, TrainConfig, Uncertainty
+from jaxal.strategies import ClusterAnnotation, SelectionInputs, Strategy
+from jaxal.training import make_optimizer
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ALState", "RoundConfig", "TrainConfig", "LabeledArrays", "ask", "init_state",
-    "Query", "ask_query", "tell_query", "SKIP", "UNSURE", "DECLINE", "StopRules",
-    "expected_calibration_error", "batch_strategies", "diversity", "human",
-    "make_round_fns", "make_scanned_fn", "round_fn", "run", "run_scanned", "tell", "train",
-    "train_and_evaluate", "evaluate", "fit",
-    "make_optimizer", "predict", "train_step", "SCORES", "entropy", "largest_margin",
-    "least_confidence", "margin", "STRATEGIES", "Strategy", "get_strategy", "random_select",
-    "top_k", "simulated_oracle", "MODELS", "get_model", "accuracy", "per_class_accuracy",
-    "kmeans", "sharding", "streaming", "KMeansResult", "cluster_expert", "hybrid_select",
-    "SAMPLE_SCORES",
-    "bald", "mean_std", "predict_samples", "score_pool", "variation_ratios",
+    "ALState", "ArgumentError", "Budget", "ClusterAnnotation", "DECLINE", "LabeledArrays", "Query",
+    "Round", "SKIP", "SelectionInputs", "Strategy", "TrainConfig", "UNSURE", "Uncertainty",
+    "get_model", "load_dataset", "make_optimizer", "make_round", "make_splits", "run",
+    "run_scanned", "strategies", "tell", "tell_query",
 ]

@@ -5,7 +5,7 @@ Layout: `<workdir>/checkpoints/<strategy>/<step>/` with two items,
   state: the stacked `ALState` of all seeds (leading seed axis [S, ...]; keys are raw uint32 [S, 2]
          `jax.random.PRNGKey`s, so orbax's standard handler stores them as plain arrays);
   meta:  JSON {"step", "complete", "seeds", "records", "checksums"}: the per-seed records of the
-         evaluations done so far (`loop.run`'s output format) and a CRC-32 of every state leaf.
+         evaluations done so far (`jaxal.run`'s output format) and a CRC-32 of every state leaf.
 
 Step s means "s evaluations done": the state is the input of round s (`state.round == s` for every
 seed), and `records[i]["rounds"]` holds rounds 0..s-1. The last step of a strategy, `rounds + 1`,

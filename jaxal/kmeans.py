@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from jaxal.selection.primitives import chunked_map, pad_rows
 
 # Full float32 accuracy for x @ c.T on every backend (GPUs default to TF32, which moves near-ties).
 _PRECISION = lax.Precision.HIGHEST
@@ -93,25 +95,9 @@ def _chunk_size(n: int, chunk: int) -> int:
   return max(1, min(chunk, n))
 
 
-def _pad_rows(a: jax.Array, chunk: int) -> jax.Array:
-  """Pads `a` [n, ...] with zero (False) rows to a whole number of chunks. Done once, outside the
-  loops: padding inside a loop body would copy the whole array every iteration."""
-  pad = -a.shape[0] % chunk
-  return jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)]) if pad else a
-
-
-def _map_chunks(fn: Callable[..., Any], arrays: tuple[jax.Array, ...], chunk: int) -> Any:
-  """`fn(*row_chunks)` over consecutive row chunks of `arrays` [N, ...] (N a multiple of `chunk`,
-  see `_pad_rows`) with `lax.map`; per-row outputs come back flat [N, ...], per-chunk outputs
-  (reductions) as [N / chunk, ...]."""
-  n_chunks = arrays[0].shape[0] // chunk
-  chunked = tuple(a.reshape((n_chunks, chunk) + a.shape[1:]) for a in arrays)
-  return lax.map(lambda args: fn(*args), chunked)
-
-
-def _flat(a: jax.Array) -> jax.Array:
-  """[n_chunks, chunk, ...] -> [n_chunks * chunk, ...]."""
-  return a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:])
+# Row chunks go through `chunked_map`; arrays used inside loops are padded once, outside them, with
+# `pad_rows` (padding inside a loop body would copy the whole array every iteration), so the chunked
+# maps in the loops see whole chunks and pad nothing.
 
 
 # ------------------------------------------------------------------------------------------------
@@ -141,9 +127,7 @@ def squared_distances(x: jax.Array, c: jax.Array, chunk: int = 4096) -> jax.Arra
     xx = jnp.sum(xb * xb, axis=-1, keepdims=True)
     return jnp.maximum(xx - 2.0 * jnp.dot(xb, c.T, precision=_PRECISION) + cc, 0.0)
 
-  n = x.shape[0]
-  chunk = _chunk_size(n, chunk)
-  return _flat(_map_chunks(block, (_pad_rows(x, chunk),), chunk))[:n]
+  return chunked_map(block, (x,), chunk)  # pads to whole chunks and cuts the padding off
 
 
 def _assign(x: jax.Array, c: jax.Array, valid: jax.Array, chunk: int):
@@ -159,8 +143,7 @@ def _assign(x: jax.Array, c: jax.Array, valid: jax.Array, chunk: int):
     dist = jnp.sum(jnp.square(xb - c[a]), axis=-1)
     return jnp.where(vb, a, -1), jnp.where(vb, dist, 0.0)
 
-  a, dist = _map_chunks(block, (x, valid), chunk)
-  return _flat(a), _flat(dist)
+  return chunked_map(block, (x, valid), chunk)
 
 
 def assign(x: jax.Array, c: jax.Array, chunk: int = 4096,
@@ -181,7 +164,7 @@ def assign(x: jax.Array, c: jax.Array, chunk: int = 4096,
   n = x.shape[0]
   chunk = _chunk_size(n, chunk)
   valid = _as_mask(mask, n, where)
-  a, dist = _assign(_pad_rows(x, chunk), c, _pad_rows(valid, chunk), chunk)
+  a, dist = _assign(pad_rows(x, chunk), c, pad_rows(valid, chunk), chunk)
   return a[:n], dist[:n]
 
 
@@ -208,8 +191,7 @@ def _plus_plus_indices(key: jax.Array, x: jax.Array, k: int, valid: jax.Array, c
 
   def exact_to(i):  # [N] squared distance of every point to x[i], 0 for invalid points
     p = x[i]
-    return _flat(_map_chunks(lambda xb, wb: wb * jnp.sum(jnp.square(xb - p), axis=-1), (x, w),
-                             chunk))
+    return chunked_map(lambda xb, wb: wb * jnp.sum(jnp.square(xb - p), axis=-1), (x, w), chunk)
 
   first = _sample_index(first_key, w, ())
   idx = jnp.zeros((k,), jnp.int32).at[0].set(first)
@@ -227,7 +209,7 @@ def _plus_plus_indices(key: jax.Array, x: jax.Array, k: int, valid: jax.Array, c
       d = jnp.maximum(xxb[:, None] - 2.0 * jnp.dot(xb, cx.T, precision=_PRECISION) + cxx, 0.0)
       return jnp.sum(jnp.minimum(closest_b[:, None], d), axis=0)
 
-    pots = jnp.sum(_map_chunks(block, (x, xx, closest), chunk), axis=0)
+    pots = jnp.sum(chunked_map(block, (x, xx, closest), chunk, per_chunk=True), axis=0)
     best = cand[jnp.argmin(pots)]
     return idx.at[i].set(best), jnp.minimum(closest, exact_to(best))
 
@@ -269,7 +251,7 @@ def kmeans_plus_plus(key: jax.Array, x: jax.Array, k: int, mask: jax.Array | Non
   valid = _as_mask(mask, x.shape[0], where)
   _check_k_vs_valid(k, x.shape[0], valid, where)
   chunk = _chunk_size(x.shape[0], chunk)
-  idx = _plus_plus_indices(key, _pad_rows(x, chunk), k, _pad_rows(valid, chunk), chunk, trials)
+  idx = _plus_plus_indices(key, pad_rows(x, chunk), k, pad_rows(valid, chunk), chunk, trials)
   return x[idx]
 
 
@@ -382,14 +364,14 @@ def kmeans(key: jax.Array, x: jax.Array, k: int, *, mask: jax.Array | None = Non
 
   # Pad once to whole chunks; padding rows are invalid everywhere and cut off at the end.
   chunk = _chunk_size(n, chunk)
-  x, valid = _pad_rows(x, chunk), _pad_rows(valid, chunk)
+  x, valid = pad_rows(x, chunk), pad_rows(valid, chunk)
 
   # Absolute tolerance: tol * mean per-feature variance over the valid points.
   w = valid.astype(x.dtype)
   n_valid = jnp.maximum(jnp.sum(w), 1.0)
   mean = jnp.sum(x * w[:, None], axis=0) / n_valid
-  var = jnp.sum(_map_chunks(lambda xb, wb: jnp.sum(wb[:, None] * jnp.square(xb - mean), axis=0),
-                            (x, w), chunk), axis=0) / n_valid
+  var = jnp.sum(chunked_map(lambda xb, wb: jnp.sum(wb[:, None] * jnp.square(xb - mean), axis=0),
+                            (x, w), chunk, per_chunk=True), axis=0) / n_valid
   tol_abs = jnp.asarray(tol, x.dtype) * jnp.mean(var)
 
   def run(key):

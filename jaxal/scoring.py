@@ -24,7 +24,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-METHODS = ("deterministic", "mc_dropout", "ensemble")
+from jaxal.errors import ArgumentError
+from jaxal.state import METHODS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,11 +117,12 @@ def has_dropout(model: nn.Module) -> bool:
 
 def check_method(model: nn.Module, method: str) -> None:
   if method not in METHODS:
-    raise ValueError(f"--uncertainty: unknown method {method!r}; accepted: {', '.join(METHODS)}.")
+    raise ArgumentError(f"{{uncertainty.method}}: unknown method {method!r}; accepted: "
+                        f"{', '.join(METHODS)}.")
   if method == "mc_dropout" and not has_dropout(model):
-    raise ValueError(f"--uncertainty=mc_dropout needs a network with dropout; "
+    raise ArgumentError(f"{{uncertainty.method}}=mc_dropout needs a network with dropout; "
                      f"{type(model).__name__} has none (dropout rate 0). Use "
-                     "--uncertainty=deterministic or ensemble, or a model with dropout.")
+                        "deterministic or ensemble, or a model with dropout.")
 
 
 def predict_samples(model: nn.Module, variables: Any, x: jax.Array, key: jax.Array | None,

@@ -8,7 +8,7 @@
 
 Selection is explicit (`shard_map`): every device takes the top k of its shard, the D * k candidates
 are gathered (a few kilobytes) and the global top k is taken from them, with the same tie-breaking as
-`jaxal.strategies.top_k` (lower pool index first), so the result equals the unsharded one exactly.
+`jaxal.selection.primitives.top_k` (lower pool index first), so the result equals the unsharded one exactly.
 k-means and scoring are the unchanged jitted functions applied to sharded inputs: XLA's SPMD
 partitioner keeps the pool axis split and reduces the per-shard sums, counts and inertia across
 devices (all-reduce), so nothing pool-sized is gathered on one device. Ensembles can be sharded
@@ -76,7 +76,7 @@ def shard_pool(x: jax.Array | np.ndarray, mesh: Mesh) -> tuple[jax.Array, jax.Ar
 
 
 def sharded_top_k(scores: jax.Array, candidates: jax.Array, k: int, mesh: Mesh) -> jax.Array:
-  """`jaxal.strategies.top_k` over a pool sharded on `mesh`: the k candidates with the highest
+  """`jaxal.selection.primitives.top_k` over a pool sharded on `mesh`: the k candidates with the highest
   scores (ties: lower index first), as int32 [k] global indices, replicated on every device.
 
   Each shard takes its own top min(k, shard size); the per-shard winners (values and global

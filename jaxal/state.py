@@ -1,12 +1,20 @@
-"""The state of an active-learning run, and the small static configurations around it."""
+"""The state of an active-learning run, the arrays it reads, and the small frozen configurations
+of the components around it (training, predictive uncertainty, budget).
+
+Each configuration checks its own values when it is made and names the parameter at fault
+(`jaxal.errors.ArgumentError`); the round (`jaxal.round.make_round`) takes them as values.
+"""
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
+
+from jaxal.errors import ArgumentError, check_choice, check_int
 
 
 @struct.dataclass
@@ -41,6 +49,33 @@ class ALState:
     return jnp.sum(self.labeled, axis=-1)
 
 
+@struct.dataclass
+class LabeledArrays:
+  """Read-only images and their true labels (the pool, or the test set). Not state: arguments.
+
+  x: float32 [N, H, W, C] (normalised); y: int32 [N]. For the pool, only the simulated oracle and
+  the validation metrics read `y`.
+  """
+  x: jax.Array
+  y: jax.Array
+
+
+# Sub-streams of a round key: fold_in(fold_in(root, round), STREAM). Every consumer has its own.
+INIT, FIT, SELECT, ORACLE, SCORE, SUBSET, KMEANS, SHOW, MEMBERS, STOP, TEST_MC = range(11)
+# The stop set is the same every round: its key folds in a round number no run reaches.
+STOP_ROUND = 2**31 - 1
+
+
+def round_key(key: jax.Array, round_: jax.Array | int, stream: int) -> jax.Array:
+  """The key of `stream` in round `round_` of the seed whose root key is `key`."""
+  return jax.random.fold_in(jax.random.fold_in(key, round_), stream)
+
+
+OPTIMIZERS = ("sgd", "adam")
+MODEL_SELECTIONS = ("last", "best_val")
+METHODS = ("deterministic", "mc_dropout", "ensemble")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """How the model is trained each round (static: part of the compiled program).
@@ -72,79 +107,94 @@ class TrainConfig:
   val_every: int = 1
   early_stopping: int = 0
 
+  def __post_init__(self):
+    for name, low in (("epochs", 1), ("batch_size", 1), ("eval_batch_size", 1), ("val_every", 1),
+                      ("early_stopping", 0)):
+      check_int(getattr(self, name), f"train.{name}", low)
+    check_choice(self.optimizer, "train.optimizer", OPTIMIZERS)
+    check_choice(self.model_selection, "train.model_selection", MODEL_SELECTIONS)
+    if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+      raise ArgumentError(f"{{train.learning_rate}} must be a finite number > 0, got "
+                          f"{self.learning_rate}.")
+    if not 0 <= self.momentum < 1:
+      raise ArgumentError(f"{{train.momentum}} must be in [0, 1), got {self.momentum}.")
+    for name in ("weight_decay", "l2_per_label"):
+      value = getattr(self, name)
+      if not (value >= 0 and math.isfinite(value)):
+        raise ArgumentError(f"{{train.{name}}} must be a finite number >= 0, got {value}.")
+    for name, unset in (("early_stopping", 0), ("val_every", 1)):
+      if getattr(self, name) != unset and self.model_selection != "best_val":
+        raise ArgumentError(f"{{train.{name}}}={getattr(self, name)} needs "
+                            "{train.model_selection}=best_val.")
+
 
 @dataclasses.dataclass(frozen=True)
-class RoundConfig:
-  """One round's static settings.
+class Uncertainty:
+  """How predictive samples [S, N, C] are drawn for scoring (`jaxal.scoring.predict_samples`).
 
-  Attributes:
-    strategy: name from `jaxal.strategies.STRATEGIES`.
-    query_size: K, items labeled per round.
-    capacity: the largest labeled-set size the run can reach (initial + rounds * K); it fixes the
-      shape of the training index buffer so no round recompiles.
-    num_classes: C.
-    train: the training configuration.
-    uncertainty: "deterministic", "mc_dropout" or "ensemble" (how predictive samples are drawn).
-    mc_samples: S, stochastic passes for "mc_dropout".
-    ensemble_size: M, members trained side by side (vmap) for "ensemble".
-    pool_subset: if > 0, each round scores only this many unlabeled items drawn at random (as Gal
-      et al. did) and selects the top-K among them; 0 scores the whole pool.
-    shared_trunk: MC dropout computes the network before its first dropout layer once.
-    hybrid_score, alpha, n_clusters: hybrid selection (score ranking the top ⌈αK⌉, share α of K,
-      k-means clusters over them).
-    num_clusters, clusters_per_round, purity: cluster-based annotation (k-means clusters over the
-      unlabeled pool, clusters shown per round, the expert's purity threshold).
-    batchbald_configs: BatchBALD's M: label configurations of the chosen points enumerated exactly
-      while C^b <= M, else M sampled (cost O(K N S M C) per round).
-    power_beta: coldness beta of `power_bald` / `power_entropy` (probability ~ score^beta).
-    graph_subset: `typiclust` and `probcover` work on at most this many random unlabeled items
-      (plus the labeled ones); their costs grow with its square (ProbCover keeps a bool
-      [n, n] ball graph). 0 = the whole pool. `pool_subset`, when smaller, applies instead.
-    typiclust_max_clusters, typiclust_neighbors: TypiClust's cap on the number of clusters (the
-      authors' 500) and neighbours for typicality (20).
-    probcover_delta, probcover_purity: ProbCover's ball radius on L2-normalised features (0 =
-      the largest radius whose balls are pure for a `probcover_purity` share of the points, with
-      k-means pseudo-labels of `num_classes` clusters).
-    test_mc_samples: if > 0 (with "mc_dropout"), each evaluation also records
-      `test_accuracy_mc`: the test accuracy of the MC-dropout predictive mean over this many
-      stochastic passes (Gal et al.'s "dropout approximation at test time"), beside
-      `test_accuracy`, which is always the deterministic network's. 0 = not recorded.
-    stop_set: size of the fixed random sample of selectable pool items predicted after every
-      round's training for the uncertainty and agreement stopping rules (`jaxal.stopping`); 0 =
-      none (the rules that need it are off).
-    cluster_margin_factor, cluster_margin_threshold: Cluster-Margin's k_m / K (lowest-margin
-      candidates clustered per round) and average-linkage distance threshold epsilon (0 = merge
-      down to K clusters).
+  method: "deterministic" (S = 1), "mc_dropout" (S = `mc_samples` passes with dropout on) or
+    "ensemble" (S = `ensemble_size` members trained side by side with vmap).
+  shared_trunk: MC dropout computes the network before its first dropout layer once per item.
+  test_mc_samples: if > 0 (with "mc_dropout"), every evaluation also records `test_accuracy_mc`,
+    the test accuracy of the mean of this many MC-dropout passes (Gal et al.'s test-time dropout);
+    `test_accuracy` stays the deterministic network's.
   """
-  strategy: str
-  query_size: int
-  capacity: int
-  num_classes: int
-  train: TrainConfig = TrainConfig()
-  uncertainty: str = "deterministic"
+  method: str = "deterministic"
   mc_samples: int = 20
   ensemble_size: int = 5
-  pool_subset: int = 0
   shared_trunk: bool = True
-  hybrid_score: str = "entropy"
-  alpha: float = 0.5
-  n_clusters: int = 10
-  num_clusters: int = 0
-  clusters_per_round: int = 0
-  purity: float = 0.8
-  batchbald_configs: int = 1000
-  power_beta: float = 1.0
-  graph_subset: int = 5000
-  typiclust_max_clusters: int = 500
-  typiclust_neighbors: int = 20
-  probcover_delta: float = 0.0
-  probcover_purity: float = 0.95
-  cluster_margin_factor: float = 10.0
-  cluster_margin_threshold: float = 0.0
-  stop_set: int = 0
   test_mc_samples: int = 0
+
+  def __post_init__(self):
+    check_choice(self.method, "uncertainty.method", METHODS)
+    check_int(self.mc_samples, "uncertainty.mc_samples", 1)
+    check_int(self.ensemble_size, "uncertainty.ensemble_size", 1)
+    check_int(self.test_mc_samples, "uncertainty.test_mc_samples", 0)
+    if self.test_mc_samples and self.method != "mc_dropout":
+      raise ArgumentError(f"{{uncertainty.test_mc_samples}}={self.test_mc_samples} averages "
+                          "MC-dropout passes at test time and needs {uncertainty.method}="
+                          f"mc_dropout (got {self.method!r}).")
 
   @property
   def members(self) -> int:
     """Leading member axis of the variables (0 = none)."""
-    return self.ensemble_size if self.uncertainty == "ensemble" else 0
+    return self.ensemble_size if self.method == "ensemble" else 0
+
+  @property
+  def num_samples(self) -> int:
+    return {"deterministic": 1, "mc_dropout": self.mc_samples,
+            "ensemble": self.ensemble_size}[self.method]
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  """How many labels a run buys: `initial_size` before round 0, then `query_size` (K) per round for
+  `rounds` rounds.
+
+  capacity: the largest labeled set the run can reach; it fixes the shape of the training index
+  buffer, so no round recompiles. None (the default) derives it: initial_size + rounds * K, or the
+  whole pool for strategies that label more than K items a round (cluster annotation). A capacity
+  smaller than that is refused (training would silently drop labels).
+  """
+  initial_size: int
+  query_size: int
+  rounds: int
+  capacity: int | None = None
+
+  def __post_init__(self):
+    check_int(self.initial_size, "budget.initial_size", 0)
+    check_int(self.query_size, "budget.query_size", 1)
+    check_int(self.rounds, "budget.rounds", 0)
+    if self.capacity is not None:
+      check_int(self.capacity, "budget.capacity", 1)
+      if self.capacity < self.labels:
+        raise ArgumentError(
+            f"{{budget.capacity}}={self.capacity} is smaller than the labels the run reaches, "
+            f"{{budget.initial_size}} + {{budget.rounds}} * {{budget.query_size}} = "
+            f"{self.initial_size} + {self.rounds} * {self.query_size} = {self.labels}; leave it "
+            "unset to derive it.")
+
+  @property
+  def labels(self) -> int:
+    """Labels after the last round when every query is answered: initial + rounds * K."""
+    return self.initial_size + self.rounds * self.query_size

@@ -10,7 +10,7 @@ Rules are checked on the host after every acquisition round, per seed, from the 
   round reached this value for `patience` consecutive rounds ("stabilising predictions", Bloodgood
   & Vijay-Shanker 2009; they use Cohen's kappa on a stop set, we use the plain agreement rate).
 
-The stop set is a fixed random sample of `RoundConfig.stop_set` selectable pool items per seed (the
+The stop set is a fixed random sample of `make_round(stop_set=...)` selectable pool items per seed (the
 same items every round; drawn from the seed's key), predicted by the deterministic network after
 each round's training. A run stops when a rule has fired for every seed (seeds run as one program);
 it then trains once more on the labels acquired so far (the final evaluation) and each seed's record
@@ -22,6 +22,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+
+from jaxal.errors import ArgumentError
 
 RULES = ("max_labels", "max_interactions", "min_uncertainty", "agreement")
 
@@ -36,16 +38,16 @@ class StopRules:
   patience: int = 1
 
   def __post_init__(self):
-    for name, flag in (("max_labels", "stop_labels"), ("max_interactions", "stop_interactions")):
+    for name in ("max_labels", "max_interactions"):
       if getattr(self, name) < 0:
-        raise ValueError(f"--{flag}={getattr(self, name)} must be >= 0 (0 = off).")
+        raise ArgumentError(f"{{stop.{name}}}={getattr(self, name)} must be >= 0 (0 = off).")
     if not 0.0 <= self.min_uncertainty <= 1.0:
-      raise ValueError(f"--stop_min_uncertainty={self.min_uncertainty} must be in [0, 1] "
-                       "(0 = off).")
+      raise ArgumentError(f"{{stop.min_uncertainty}}={self.min_uncertainty} must be in [0, 1] "
+                          "(0 = off).")
     if not 0.0 <= self.agreement <= 1.0:
-      raise ValueError(f"--stop_agreement={self.agreement} must be in [0, 1] (0 = off).")
+      raise ArgumentError(f"{{stop.agreement}}={self.agreement} must be in [0, 1] (0 = off).")
     if self.patience < 1:
-      raise ValueError(f"--stop_patience={self.patience} must be at least 1.")
+      raise ArgumentError(f"{{stop.patience}}={self.patience} must be at least 1.")
 
   @property
   def active(self) -> bool:

@@ -110,7 +110,7 @@ def stream_top_k(score_chunk: Callable[[jax.Array, int], jax.Array], x: np.ndarr
                  ) -> tuple[np.ndarray, np.ndarray]:
   """The k rows of the host array `x` with the highest scores among `candidates` (bool [N]; all rows
   when None), without keeping the N scores: a running top k is merged with each chunk's scores on
-  the device. Ties go to the lower index, exactly as `jaxal.strategies.top_k` on the whole pool.
+  the device. Ties go to the lower index, exactly as `jaxal.selection.primitives.top_k` on the whole pool.
   Returns (int64 indices [k], float32 scores [k]), best first."""
   _check(x, chunk, "stream_top_k")
   n = x.shape[0]

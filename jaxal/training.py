@@ -23,11 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxal.metrics import accuracy, per_class_accuracy
+from jaxal.metrics import accuracy
 from jaxal.models.pretrained import load_pretrained
-from jaxal.state import TrainConfig
+from jaxal.errors import ArgumentError
+from jaxal.selection.primitives import chunked_map
+from jaxal.state import OPTIMIZERS, TrainConfig
 
-OPTIMIZERS = ("sgd", "adam")
 
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
@@ -38,8 +39,8 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
   elif cfg.optimizer == "adam":
     opt = optax.adam(cfg.learning_rate)
   else:
-    raise ValueError(f"--optimizer: unknown optimizer {cfg.optimizer!r}; accepted: "
-                     f"{', '.join(OPTIMIZERS)}.")
+    raise ArgumentError(f"{{train.optimizer}}: unknown optimizer {cfg.optimizer!r}; accepted: "
+                        f"{', '.join(OPTIMIZERS)}.")
   if cfg.weight_decay:
     return optax.chain(optax.add_decayed_weights(cfg.weight_decay), opt)
   return opt
@@ -122,9 +123,6 @@ def labeled_first_order(key: jax.Array, idx: jax.Array, n: jax.Array, batch: int
   return padded[jnp.argsort(jnp.where(positions < n, noise, 2.0))]
 
 
-MODEL_SELECTIONS = ("last", "best_val")
-
-
 def fit(model: nn.Module, tx: optax.GradientTransformation, variables: Any, opt_state: Any,
         key: jax.Array, x: jax.Array, labels: jax.Array, labeled: jax.Array, cfg: TrainConfig,
         capacity: int, val_x: jax.Array | None = None, val_y: jax.Array | None = None,
@@ -144,18 +142,10 @@ def fit(model: nn.Module, tx: optax.GradientTransformation, variables: Any, opt_
   Returns:
     (variables, opt_state, mean loss of the last epoch run) [+ info].
   """
-  if cfg.model_selection not in MODEL_SELECTIONS:
-    raise ValueError(f"--model_selection: unknown value {cfg.model_selection!r}; accepted: "
-                     f"{', '.join(MODEL_SELECTIONS)}.")
   select = cfg.model_selection == "best_val"
   if select and (val_x is None or val_y is None or val_x.shape[0] == 0):
-    raise ValueError("--model_selection=best_val needs a labeled validation set: set --val_size "
-                     "> 0 (or pass val_x and val_y to fit).")
-  if cfg.early_stopping and not select:
-    raise ValueError(f"--early_stopping={cfg.early_stopping} needs --model_selection=best_val.")
-  if cfg.val_every < 1 or cfg.early_stopping < 0:
-    raise ValueError(f"--val_every must be >= 1 and --early_stopping >= 0, got "
-                     f"{cfg.val_every} and {cfg.early_stopping}.")
+    raise ArgumentError("{train.model_selection}=best_val needs a labeled validation set: pass "
+                        "val_x and val_y (splits with a validation set).")
   if not isinstance(labeled, jax.core.Tracer):
     count = int(np.sum(np.asarray(labeled)))
     if count > capacity:
@@ -236,28 +226,11 @@ def apply_in_chunks(fn: Callable[..., Any], x: jax.Array, chunk: int,
                     with_index: bool = False) -> Any:
   """Maps `fn` over `x` [N, ...] in chunks of `chunk` rows (`lax.map`), so peak memory is set by the
   chunk, not by N. Rows are padded to a whole number of chunks and the padding is cut off again.
-  With `with_index`, `fn(x_chunk, chunk_index)` (e.g. to fold the index into a key)."""
-  n = x.shape[0]
-  chunk = max(1, min(chunk, n))
-  n_chunks = -(-n // chunk)
-  pad = n_chunks * chunk - n
-  xp = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x
-  xs = xp.reshape((n_chunks, chunk) + x.shape[1:])
-  if with_index:
-    out = jax.lax.map(lambda a: fn(*a), (xs, jnp.arange(n_chunks)))
-  else:
-    out = jax.lax.map(fn, xs)
-  return jax.tree.map(lambda a: a.reshape((n_chunks * chunk,) + a.shape[2:])[:n], out)
+  With `with_index`, `fn(x_chunk, chunk_index)` (e.g. to fold the index into a key).
+  (`jaxal.selection.primitives.chunked_map` over the one array.)"""
+  return chunked_map(fn, (x,), chunk, with_index=with_index)
 
 
 def predict(model: nn.Module, variables: Any, x: jax.Array, chunk: int = 1024):
   """Deterministic forward pass in chunks: (logits [N, C], features [N, D])."""
   return apply_in_chunks(lambda xb: model.apply(variables, xb, train=False), x, chunk)
-
-
-def evaluate(model: nn.Module, variables: Any, x: jax.Array, y: jax.Array, num_classes: int,
-             chunk: int = 1024):
-  """Accuracy and per-class accuracy (float32 [C]; NaN for a class absent from `y`)."""
-  logits, _ = predict(model, variables, x, chunk)
-  pred = jnp.argmax(logits, -1)
-  return accuracy(pred, y), per_class_accuracy(pred, y, num_classes)

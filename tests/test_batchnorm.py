@@ -5,9 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxal import loop, models, scoring, training
+import jaxal
+from jaxal import models, scoring, strategies, training
 from jaxal.data import make_splits
-from jaxal.state import RoundConfig, TrainConfig
+from jaxal.driver import make_round_fns
+from jaxal.state import Budget, LabeledArrays, TrainConfig, Uncertainty
 
 C = 3
 
@@ -44,6 +46,7 @@ def test_cnn2_bn_has_the_four_metrics_architecture():
   assert not training.takes_row_mask(models.get_model("mlp", 3))
 
 
+@pytest.mark.slow
 def test_train_step_updates_running_stats_from_the_unmasked_rows_only():
   x, y = images(8)
   x[5:] = 100.0  # padding rows: garbage that must not reach the statistics
@@ -68,6 +71,7 @@ def test_train_step_updates_running_stats_from_the_unmasked_rows_only():
   jax.tree.map(np.testing.assert_array_equal, new, again)
 
 
+@pytest.mark.slow
 def test_fit_changes_batch_stats_and_ignores_unlabeled_padding_rows():
   x, y = images(60)
   labeled = np.zeros(60, bool)
@@ -88,6 +92,7 @@ def test_fit_changes_batch_stats_and_ignores_unlabeled_padding_rows():
   assert np.all(np.abs(np.asarray(a[0]["batch_stats"]["bn1"]["mean"])) < 10)
 
 
+@pytest.mark.slow
 def test_eval_mode_uses_the_running_averages():
   x, y = images(40)
   model = small_cnn()
@@ -113,6 +118,7 @@ def test_eval_mode_uses_the_running_averages():
 
 @pytest.mark.parametrize("name,kwargs", [("cnn2_bn", {"filters": (4, 8), "dense": 16}),
                                          ("resnet18", {"width": 2})])
+@pytest.mark.slow
 def test_mc_dropout_samples_use_running_stats_differ_across_keys_repeat_for_a_key(name, kwargs):
   x, _ = images(12)
   model = models.get_model(name, C, **kwargs)
@@ -142,6 +148,7 @@ def test_mc_dropout_samples_use_running_stats_differ_across_keys_repeat_for_a_ke
   np.testing.assert_allclose(a[0], jax.nn.softmax(manual), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_resnet18_fits_and_updates_its_running_stats():
   x, y = images(24)
   model = models.get_model("resnet18", C, width=2)
@@ -159,29 +166,34 @@ def test_resnet18_fits_and_updates_its_running_stats():
 def _loop_setup(uncertainty, strategy, members=0):
   x, y = images(90)
   xt, yt = images(30, seed=1)
-  pool = loop.LabeledArrays(jnp.asarray(x), jnp.asarray(y))
-  test = loop.LabeledArrays(jnp.asarray(xt), jnp.asarray(yt))
+  pool = LabeledArrays(jnp.asarray(x), jnp.asarray(y))
+  test = LabeledArrays(jnp.asarray(xt), jnp.asarray(yt))
   tc = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-2)
-  cfg = RoundConfig(strategy=strategy, query_size=5, capacity=6 + 3 * 5, num_classes=C, train=tc,
-                    uncertainty=uncertainty, mc_samples=3, ensemble_size=members or 5)
-  return small_cnn(), training.make_optimizer(tc), cfg, pool, test, y
+  model = small_cnn()
+  round_fn = jaxal.make_round(
+      model, training.make_optimizer(tc), getattr(strategies, strategy)(),
+      budget=Budget(initial_size=6, query_size=5, rounds=3), train=tc, num_classes=C,
+      uncertainty=Uncertainty(method=uncertainty, mc_samples=3, ensemble_size=members or 5))
+  return round_fn, pool, test, y
 
 
+@pytest.mark.slow
 def test_al_rounds_with_a_batch_norm_model_compile_once():
-  model, tx, cfg, pool, test, y = _loop_setup("mc_dropout", "bald")
+  round_fn, pool, test, y = _loop_setup("mc_dropout", "bald")
   splits = [make_splits(y, C, 6, 9, s) for s in (0, 1)]
-  fns = loop.make_round_fns(model, tx, cfg)
-  recs = loop.run(model, tx, cfg, pool, test, [0, 1], splits, 3, fns=fns)
+  fns = make_round_fns(round_fn)
+  recs = jaxal.run(round_fn, pool, test, [0, 1], splits, fns=fns)
   assert fns[0]._cache_size() == 1 and fns[1]._cache_size() == 1
   for rec in recs:
     assert [r["labels"] for r in rec["rounds"]] == [6, 11, 16, 21]
     assert all(np.isfinite(r["train_loss"]) for r in rec["rounds"])
 
 
+@pytest.mark.slow
 def test_ensemble_members_train_their_own_batch_stats():
-  model, tx, cfg, pool, _, y = _loop_setup("ensemble", "entropy", members=2)
-  state = loop.init_state(0, make_splits(y, C, 6, 9, 0), y, model, tx, pool.x, cfg.members)
-  state, _ = jax.jit(lambda s: loop.train(s, pool, model=model, tx=tx, cfg=cfg))(state)
+  round_fn, pool, _, y = _loop_setup("ensemble", "entropy", members=2)
+  state = round_fn.init_state(0, make_splits(y, C, 6, 9, 0), y, pool.x)
+  state, _, _ = jax.jit(lambda s: round_fn.train(s, pool))(state)
   mean = np.asarray(state.variables["batch_stats"]["bn1"]["mean"])
   assert mean.shape == (2, 4)
   assert not np.allclose(mean[0], mean[1]) and not np.allclose(mean, 0.0)

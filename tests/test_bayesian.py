@@ -1,15 +1,15 @@
 """Bayesian scores against numpy written from the formulas; MC dropout and ensemble sampling."""
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxal import loop, models, scoring, training
+import jaxal
+from jaxal import models, scoring, strategies, training
 from jaxal.data import make_splits
-from jaxal.state import RoundConfig, TrainConfig
 from jaxal.data.synthetic import gaussian_pool
+from jaxal.driver import make_round_fns
+from jaxal.state import TEST_MC, Budget, LabeledArrays, TrainConfig, Uncertainty, round_key
 
 
 def np_entropy(p):
@@ -95,6 +95,7 @@ def _model_and_vars(name="gal_cnn"):
   return model, model.init(jax.random.PRNGKey(1), x), x
 
 
+@pytest.mark.slow
 def test_mc_dropout_samples_differ_across_keys_and_repeat_for_the_same_key():
   model, v, x = _model_and_vars()
   a = scoring.predict_samples(model, v, x, jax.random.PRNGKey(0), "mc_dropout", 8)
@@ -108,6 +109,7 @@ def test_mc_dropout_samples_differ_across_keys_and_repeat_for_the_same_key():
 
 
 @pytest.mark.parametrize("name", ["gal_cnn", "lenet5", "mlp", "cnn3"])
+@pytest.mark.slow
 def test_shared_trunk_gives_the_same_samples_as_full_passes(name):
   model, v, x = _model_and_vars(name)
   key = jax.random.PRNGKey(3)
@@ -120,7 +122,7 @@ def test_mc_dropout_without_dropout_is_a_clear_error():
   model = models.get_model("mlp", 3, dropout_rate=0.0)
   x = jnp.ones((2, 4, 4, 1))
   v = model.init(jax.random.PRNGKey(0), x)
-  with pytest.raises(ValueError, match="--uncertainty=mc_dropout needs a network with dropout"):
+  with pytest.raises(ValueError, match="uncertainty.method=mc_dropout needs a network with dropout"):
     scoring.predict_samples(model, v, x, jax.random.PRNGKey(0), "mc_dropout")
 
 
@@ -145,24 +147,28 @@ def blobs(n=240, seed=0):
   return gaussian_pool(n, 4, 8, seed)
 
 
+@pytest.mark.slow
 def test_ensemble_members_differ_and_are_trained_in_one_call():
   x, y = blobs()
-  pool = loop.LabeledArrays(jnp.asarray(x), jnp.asarray(y))
+  pool = LabeledArrays(jnp.asarray(x), jnp.asarray(y))
   model = models.get_model("mlp", 4, hidden=(16, 8))
   tc = TrainConfig(epochs=5, batch_size=8)
   tx = training.make_optimizer(tc)
-  cfg = RoundConfig(strategy="bald", query_size=5, capacity=30, num_classes=4, train=tc,
-                    uncertainty="ensemble", ensemble_size=3)
+  # capacity 30 = 20 initial + 2 rounds of 5
+  round_fn = jaxal.make_round(model, tx, strategies.bald(), budget=Budget(20, 5, 2), train=tc,
+                              uncertainty=Uncertainty(method="ensemble", ensemble_size=3),
+                              num_classes=4)
+  assert round_fn.capacity(240) == 30
   split = make_splits(y, 4, 20, 8, 0)
-  state = loop.init_state(0, split, y, model, tx, pool.x, members=3)
-  state, m = loop.train_and_evaluate(state, pool, pool, model=model, tx=tx, cfg=cfg)
+  state = round_fn.init_state(0, split, y, pool.x)
+  state, m = round_fn.train_and_evaluate(state, pool, pool)
   kernels = np.asarray(state.variables["params"]["classifier"]["kernel"])
   assert kernels.shape[0] == 3
   assert not np.allclose(kernels[0], kernels[1]) and not np.allclose(kernels[1], kernels[2])
   probs = scoring.predict_samples(model, state.variables, pool.x, None, "ensemble")
   assert probs.shape == (3, 240, 4)
   assert float(jnp.max(scoring.bald(probs))) > 0
-  idx = np.asarray(loop.ask(state, pool, model=model, cfg=cfg))
+  idx = np.asarray(round_fn.ask(state, pool))
   want = np.array(scoring.bald(probs))
   want[np.asarray(state.labeled) | ~np.asarray(state.selectable)] = -np.inf
   np.testing.assert_array_equal(np.sort(idx), np.sort(np.argsort(-want)[:5]))
@@ -171,42 +177,47 @@ def test_ensemble_members_differ_and_are_trained_in_one_call():
 @pytest.mark.parametrize("uncertainty,strategy", [("mc_dropout", "bald"),
                                                   ("mc_dropout", "variation_ratios"),
                                                   ("ensemble", "mean_std")])
+@pytest.mark.slow
 def test_bayesian_rounds_compile_once_with_pool_subset(uncertainty, strategy):
   x, y = blobs()
-  pool = loop.LabeledArrays(jnp.asarray(x), jnp.asarray(y))
+  pool = LabeledArrays(jnp.asarray(x), jnp.asarray(y))
   model = models.get_model("mlp", 4, hidden=(16, 8))
   tc = TrainConfig(epochs=2, batch_size=8)
   tx = training.make_optimizer(tc)
-  cfg = RoundConfig(strategy=strategy, query_size=4, capacity=8 + 3 * 4, num_classes=4, train=tc,
-                    uncertainty=uncertainty, mc_samples=6, ensemble_size=2, pool_subset=50)
+  round_fn = jaxal.make_round(model, tx, getattr(strategies, strategy)(), budget=Budget(8, 4, 3),
+                              train=tc, num_classes=4, pool_subset=50,
+                              uncertainty=Uncertainty(method=uncertainty, mc_samples=6,
+                                                      ensemble_size=2))
   splits = [make_splits(y, 4, 8, 8, s) for s in (0, 1)]
-  fns = loop.make_round_fns(model, tx, cfg)
-  recs = loop.run(model, tx, cfg, pool, pool, [0, 1], splits, 3, fns=fns)
+  fns = make_round_fns(round_fn)
+  recs = jaxal.run(round_fn, pool, pool, [0, 1], splits, fns=fns)
   assert fns[0]._cache_size() == 1
   for rec in recs:
     chosen = [i for r in rec["rounds"] for i in r["selected"]]
     assert len(chosen) == 12 == len(set(chosen))
 
 
+@pytest.mark.slow
 def test_test_accuracy_mc_is_the_accuracy_of_the_mean_of_full_mc_dropout_passes():
   """`test_accuracy_mc` against a reference written without `score_pool`: S full stochastic passes
   per chunk (no shared trunk), keys fold_in(fold_in(round key, chunk), s), softmax averaged in
   numpy, argmax compared with the labels. Also: it is recorded only when asked for, it differs
   from the deterministic accuracy on some seed, and the round still compiles once."""
   x, y = blobs(n=200, seed=3)
-  pool = loop.LabeledArrays(jnp.asarray(x), jnp.asarray(y))
-  test = loop.LabeledArrays(jnp.asarray(x[:90]), jnp.asarray(y[:90]))
+  pool = LabeledArrays(jnp.asarray(x), jnp.asarray(y))
+  test = LabeledArrays(jnp.asarray(x[:90]), jnp.asarray(y[:90]))
   model = models.get_model("mlp", 4, hidden=(16, 8), dropout_rate=0.5)
   tc = TrainConfig(epochs=3, batch_size=8, eval_batch_size=32)   # 90 test items: 3 chunks
   tx = training.make_optimizer(tc)
-  cfg = RoundConfig(strategy="bald", query_size=4, capacity=8 + 2 * 4, num_classes=4, train=tc,
-                    uncertainty="mc_dropout", mc_samples=3, test_mc_samples=7)
+  make = lambda test_mc: jaxal.make_round(
+      model, tx, strategies.bald(), budget=Budget(8, 4, 2), train=tc, num_classes=4,
+      uncertainty=Uncertainty(method="mc_dropout", mc_samples=3, test_mc_samples=test_mc))
+  round_fn = make(7)
   differs = []
   for seed in (0, 1):
-    state = loop.init_state(seed, make_splits(y, 4, 8, 8, seed), y, model, tx, pool.x)
-    trained, metrics = jax.jit(lambda st: loop.train_and_evaluate(
-        st, pool, test, model=model, tx=tx, cfg=cfg))(state)
-    key = loop._round_key(state.key, state.round, loop._TEST_MC)  # pylint: disable=protected-access
+    state = round_fn.init_state(seed, make_splits(y, 4, 8, 8, seed), y, pool.x)
+    trained, metrics = jax.jit(lambda st: round_fn.train_and_evaluate(st, pool, test))(state)
+    key = round_key(state.key, state.round, TEST_MC)
     probs = []
     for i in range(3):
       xb = test.x[32 * i:32 * (i + 1)]
@@ -219,11 +230,10 @@ def test_test_accuracy_mc_is_the_accuracy_of_the_mean_of_full_mc_dropout_passes(
     assert float(metrics["test_accuracy_mc"]) == pytest.approx(want, abs=1e-6)
     differs.append(abs(float(metrics["test_accuracy_mc"]) - float(metrics["test_accuracy"])) > 0)
   assert any(differs)
-  off = dataclasses.replace(cfg, test_mc_samples=0)
-  _, m0 = loop.train_and_evaluate(state, pool, test, model=model, tx=tx, cfg=off)
+  _, m0 = make(0).train_and_evaluate(state, pool, test)
   assert "test_accuracy_mc" not in m0
   splits = [make_splits(y, 4, 8, 8, s) for s in (0, 1)]
-  fns = loop.make_round_fns(model, tx, cfg)
-  recs = loop.run(model, tx, cfg, pool, test, [0, 1], splits, 2, fns=fns)
+  fns = make_round_fns(round_fn)
+  recs = jaxal.run(round_fn, pool, test, [0, 1], splits, fns=fns)
   assert fns[0]._cache_size() == 1
   assert all(0 <= r["test_accuracy_mc"] <= 1 for rec in recs for r in rec["rounds"])

@@ -36,6 +36,7 @@ def test_kmeans_workload_compares_with_scikit_learn(tmp_path):
   assert "sklearn / jaxal time" in p.stdout
 
 
+@pytest.mark.slow
 def test_fmnist_bald_workload_runs_the_protocol_and_its_phases_agree():
   root = os.environ.get("JAXAL_SHARED_DATA")
   if not root or not os.path.isdir(os.path.join(root, "fashion_mnist")):
@@ -43,7 +44,7 @@ def test_fmnist_bald_workload_runs_the_protocol_and_its_phases_agree():
   out = os.path.join(ROOT, ".pytest_cache", "fmnist_bald_smoke.json")
   os.makedirs(os.path.dirname(out), exist_ok=True)
   p = bench("fmnist-bald", f"--data_dir={os.path.join(root, 'fashion_mnist')}", "--rounds=2",
-            "--epochs=1", "--repeats=1", "--mc_samples=2", f"--out={out}")
+            "--epochs=1", "--repeats=1", "--mc_samples=2", "--train_limit=6000", f"--out={out}")
   assert p.returncode == 0, p.stderr
   res = json.loads(open(out).read())
   run = res["jaxal"]["runs"][0]
@@ -55,6 +56,7 @@ def test_fmnist_bald_workload_runs_the_protocol_and_its_phases_agree():
   assert [len(s) for s in run["selected"][0]] == [10, 10, 0]
 
 
+@pytest.mark.slow
 def test_pool_scale_workload_streams_and_selects_what_the_in_memory_pool_selects(tmp_path):
   out = tmp_path / "p.json"
   p = bench("pool-scale", "--pool_sizes=3000", "--stream_chunk=1024", "--mc_samples=3",

@@ -12,10 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxal import checkpointing, experiment, loop, models, training
+import jaxal
+from jaxal import checkpointing, experiment, models, strategies, training
 from jaxal.data import make_splits
-from jaxal.state import RoundConfig, TrainConfig
 from jaxal.data.synthetic import gaussian_pool
+from jaxal.driver import make_round_fns
+from jaxal.state import Budget, LabeledArrays, TrainConfig
+from jaxal.workdir import config_differences
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI_ARGS = ("--rounds=6", "--epochs=2", "--seeds=2", "--strategies=random,entropy")
@@ -61,6 +64,7 @@ def uninterrupted(tmp_path_factory):
     proc.wait()
 
 
+@pytest.mark.slow
 def test_sigkilled_run_resumes_to_the_results_of_an_uninterrupted_run(tmp_path, uninterrupted):
   work = tmp_path / "killed"
   proc = cli(*CLI_ARGS, f"--workdir={work}")
@@ -108,7 +112,7 @@ def test_changed_flag_is_refused_naming_the_differing_settings(uninterrupted):
 
 
 # --------------------------------------------------------------------------------------------------
-# In-process: the library side (checkpointing.StrategyCheckpoints, loop.run, run_experiment).
+# In-process: the library side (checkpointing.StrategyCheckpoints, jaxal.run, run_experiment).
 
 
 def blobs(n=200, seed=0):
@@ -122,21 +126,21 @@ ROUNDS = 4
 def small():
   x, y = blobs()
   xt, yt = blobs(80, seed=0)
-  pool = loop.LabeledArrays(jnp.asarray(x), jnp.asarray(y))
-  test = loop.LabeledArrays(jnp.asarray(xt), jnp.asarray(yt))
+  pool = LabeledArrays(jnp.asarray(x), jnp.asarray(y))
+  test = LabeledArrays(jnp.asarray(xt), jnp.asarray(yt))
   model = models.get_model("mlp", 4, hidden=(16,))
   tc = TrainConfig(epochs=2, batch_size=8)
-  cfg = RoundConfig(strategy="entropy", query_size=5, capacity=8 + ROUNDS * 5, num_classes=4,
-                    train=tc)
   tx = training.make_optimizer(tc)
+  round_fn = jaxal.make_round(model, tx, strategies.entropy(),
+                              budget=Budget(initial_size=8, query_size=5, rounds=ROUNDS),
+                              train=tc, num_classes=4)
   seeds = [0, 1]
   splits = [make_splits(y, 4, 8, 8, s) for s in seeds]
-  fns = loop.make_round_fns(model, tx, cfg)
+  fns = make_round_fns(round_fn)
   def fresh():
-    return loop.stack_states([loop.init_state(s, sp, y, model, tx, pool.x) for s, sp in
-                              zip(seeds, splits)])
+    return round_fn.init_states(seeds, splits, pool)
   def run(**kw):
-    return loop.run(model, tx, cfg, pool, test, seeds, splits, ROUNDS, fns=fns, **kw)
+    return jaxal.run(round_fn, pool, test, seeds, splits, fns=fns, **kw)
   return {"run": run, "fresh": fresh, "seeds": seeds, "reference": run()}
 
 
@@ -167,6 +171,7 @@ def resume(small, ckpt):
   return step, small["run"](states=states, records=records, on_state=ckpt.save)
 
 
+@pytest.mark.slow
 def test_resumed_loop_equals_the_uninterrupted_loop_exactly(small, tmp_path):
   ckpt = checkpointing.StrategyCheckpoints(str(tmp_path), "entropy", ROUNDS, every=1, keep=2)
   run_until(small, ckpt, 3)
@@ -258,6 +263,7 @@ def small_cfg(**overrides):
   return cfg
 
 
+@pytest.mark.slow
 def test_run_experiment_falls_back_refuses_and_overwrites(tmp_path):
   work = str(tmp_path / "w")
   want = experiment.run_experiment(small_cfg(), work, log=lambda m: None)
@@ -287,6 +293,24 @@ def test_changing_only_checkpoint_settings_or_workdir_keys_is_not_a_difference()
   old = {"rounds": 3, "workdir": "a", "checkpoint_every": 1, "cache_dir": "", "backend": "cpu"}
   new = {"rounds": 3, "workdir": "b", "checkpoint_every": 5, "cache_dir": "/c", "backend": "gpu",
          "keep_checkpoints": 4, "overwrite": False}
-  assert experiment.config_differences(old, new) == []
-  assert experiment.config_differences({"a": [1, 2]}, {"a": (1, 2), "b": 1}) == [
+  assert config_differences(old, new) == []
+  assert config_differences({"a": [1, 2]}, {"a": (1, 2), "b": 1}) == [
       "b (unset) -> 1"]
+
+
+def test_a_workdir_from_an_older_version_is_refused_with_the_missing_settings(tmp_path):
+  """No compatibility shim: a config.json written before settings existed (here: without
+  `stop_set` and `test_mc_samples`) is refused, naming them, and --overwrite replaces it."""
+  work = tmp_path / "w"
+  work.mkdir()
+  record = {**small_cfg(), "workdir": str(work)}
+  for key in ("stop_set", "test_mc_samples"):
+    record.pop(key)
+  (work / "config.json").write_text(json.dumps(record))
+  with pytest.raises(experiment.ConfigError) as info:
+    experiment.run_experiment(small_cfg(), str(work), log=lambda m: None)
+  message = str(info.value)
+  assert "holds a run with different settings" in message and "use --overwrite" in message
+  assert "stop_set (unset) -> 0" in message and "test_mc_samples (unset) -> 0" in message
+  experiment.run_experiment(small_cfg(overwrite=True), str(work), log=lambda m: None)
+  assert json.loads((work / "config.json").read_text())["stop_set"] == 0

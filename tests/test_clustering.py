@@ -6,10 +6,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxal import clustering, kmeans as km, loop, models, training
+import jaxal
+from jaxal import kmeans as km, models, strategies, training
 from jaxal.data import make_splits
-from jaxal.state import RoundConfig, TrainConfig
 from jaxal.data.synthetic import gaussian_pool
+from jaxal.driver import make_round_fns
+from jaxal.round import init_model
+from jaxal.selection.cluster import cluster_expert
+from jaxal.selection.hybrid import hybrid_select
+from jaxal.state import INIT, Budget, LabeledArrays, TrainConfig, round_key
 
 
 def pool(n=400, d=6, seed=0):
@@ -21,10 +26,11 @@ def pool(n=400, d=6, seed=0):
 
 
 @pytest.mark.parametrize("k,alpha,n_clusters", [(20, 0.5, 3), (21, 0.3, 2), (10, 0.75, 4)])
+@pytest.mark.slow
 def test_hybrid_takes_top_alpha_k_then_nearest_to_their_centroids(k, alpha, n_clusters):
   feats, scores, cand = pool()
   key = jax.random.PRNGKey(1)
-  idx = np.asarray(clustering.hybrid_select(key, scores, feats, cand, k, alpha, n_clusters))
+  idx = np.asarray(hybrid_select(key, scores, feats, cand, k, alpha, n_clusters))
   n_top = math.ceil(alpha * k)
   assert len(idx) == k == len(set(idx.tolist())) and cand[idx].all()
   masked = np.where(cand, scores, -np.inf)
@@ -41,7 +47,7 @@ def test_hybrid_takes_top_alpha_k_then_nearest_to_their_centroids(k, alpha, n_cl
 
 def test_hybrid_with_alpha_one_is_top_k():
   feats, scores, cand = pool()
-  idx = clustering.hybrid_select(jax.random.PRNGKey(0), scores, feats, cand, 15, 1.0, 3)
+  idx = hybrid_select(jax.random.PRNGKey(0), scores, feats, cand, 15, 1.0, 3)
   masked = np.where(cand, scores, -np.inf)
   np.testing.assert_array_equal(idx, np.argsort(-masked, kind="stable")[:15])
 
@@ -50,7 +56,7 @@ def test_balanced_hybrid_gives_each_centroid_an_equal_share():
   feats, scores, cand = pool(seed=3)
   key = jax.random.PRNGKey(2)
   k, alpha, nc = 16, 0.25, 4
-  idx = np.asarray(clustering.hybrid_select(key, scores, feats, cand, k, alpha, nc, balanced=True))
+  idx = np.asarray(hybrid_select(key, scores, feats, cand, k, alpha, nc, balanced=True))
   assert len(set(idx.tolist())) == k and cand[idx].all()
   top = idx[:4]
   cents = np.asarray(km.kmeans(key, feats[top], nc).centroids, np.float64)
@@ -71,11 +77,11 @@ def test_cluster_expert_accepts_exactly_at_the_threshold_and_declines_below():
   y = np.array([2, 2, 2, 2, 0] + [1] * 7 + [0, 3] + [4, 4])
   a = np.array([0] * 5 + [1] * 9 + [2, 2])
   shown = np.array([True, True, False, True])
-  acc, modal, share = clustering.cluster_expert(y, a, shown, 4, 5, 0.8)
+  acc, modal, share = cluster_expert(y, a, shown, 4, 5, 0.8)
   assert np.asarray(acc).tolist() == [True, False, False, False]
   assert np.asarray(modal)[:3].tolist() == [2, 1, 4]
   np.testing.assert_allclose(np.asarray(share)[:3], [0.8, 7 / 9, 1.0], rtol=1e-6)
-  acc_low, _, _ = clustering.cluster_expert(y, a, shown, 4, 5, 0.77)
+  acc_low, _, _ = cluster_expert(y, a, shown, 4, 5, 0.77)
   assert np.asarray(acc_low).tolist() == [True, True, False, False]
 
 
@@ -83,19 +89,28 @@ def blobs(n=300, seed=0):
   return gaussian_pool(n, 3, 8, seed)
 
 
+def cluster_strategy(name, **kw):
+  """The cluster-annotation value of a command-line name: cluster, <score>+cluster (images first)
+  or cluster+<score> (clusters first)."""
+  images = None if name == "cluster" else strategies.entropy()
+  return strategies.cluster_annotation(images=images, images_first=name != "cluster+entropy",
+                                       **kw)
+
+
 @pytest.mark.parametrize("name", ["cluster", "entropy+cluster", "cluster+entropy"])
+@pytest.mark.slow
 def test_cluster_rounds_count_interactions_and_propagate_modal_labels(name):
   x, y = blobs()
-  p = loop.LabeledArrays(jnp.asarray(x), jnp.asarray(y))
+  p = LabeledArrays(jnp.asarray(x), jnp.asarray(y))
   model = models.get_model("mlp", 3, hidden=(16, 8))
   tc = TrainConfig(epochs=3, batch_size=16, reinit=True, same_init=True)
-  cfg = RoundConfig(strategy=name, query_size=5, capacity=300, num_classes=3, train=tc,
-                    num_clusters=12, clusters_per_round=4, purity=0.8)
-  tx = training.make_optimizer(tc)
+  strategy = cluster_strategy(name, num_clusters=12, clusters_per_round=4, purity=0.8)
+  round_fn = jaxal.make_round(model, training.make_optimizer(tc), strategy,
+                              budget=Budget(9, 5, 1, capacity=300), train=tc, num_classes=3)
   split = make_splits(y, 3, 9, 6, 0)
-  state = loop.init_state(0, split, y, model, tx, p.x)
+  state = round_fn.init_state(0, split, y, p.x)
   before_labeled = np.asarray(state.labeled).copy()
-  new, m = jax.jit(lambda s: loop.round_fn(s, p, p, model=model, tx=tx, cfg=cfg))(state)
+  new, m = jax.jit(lambda s: round_fn(s, p, p))(state)
   images = 0 if name == "cluster" else 5
   assert int(m["clusters_shown"]) == 4
   assert int(new.interactions) == images + 4
@@ -114,17 +129,18 @@ def test_cluster_rounds_count_interactions_and_propagate_modal_labels(name):
   assert int(new.round) == 1
 
 
+@pytest.mark.slow
 def test_cluster_strategy_run_compiles_once_and_never_relabels():
   x, y = blobs()
-  p = loop.LabeledArrays(jnp.asarray(x), jnp.asarray(y))
+  p = LabeledArrays(jnp.asarray(x), jnp.asarray(y))
   model = models.get_model("mlp", 3, hidden=(16, 8))
   tc = TrainConfig(epochs=2, batch_size=16, same_init=True)
-  cfg = RoundConfig(strategy="entropy+cluster", query_size=4, capacity=300, num_classes=3,
-                    train=tc, num_clusters=10, clusters_per_round=2)
-  tx = training.make_optimizer(tc)
+  strategy = cluster_strategy("entropy+cluster", num_clusters=10, clusters_per_round=2)
+  round_fn = jaxal.make_round(model, training.make_optimizer(tc), strategy,
+                              budget=Budget(9, 4, 3, capacity=300), train=tc, num_classes=3)
   splits = [make_splits(y, 3, 9, 6, s) for s in (0, 1)]
-  fns = loop.make_round_fns(model, tx, cfg)
-  recs = loop.run(model, tx, cfg, p, p, [0, 1], splits, 3, fns=fns)
+  fns = make_round_fns(round_fn)
+  recs = jaxal.run(round_fn, p, p, [0, 1], splits, fns=fns)
   assert fns[0]._cache_size() == 1
   for rec in recs:
     labels = [r["labels"] for r in rec["rounds"]]
@@ -137,11 +153,12 @@ def test_cluster_strategy_run_compiles_once_and_never_relabels():
 
 def test_same_init_resets_to_the_initial_weights_every_round():
   x, y = blobs()
-  p = loop.LabeledArrays(jnp.asarray(x), jnp.asarray(y))
+  p = LabeledArrays(jnp.asarray(x), jnp.asarray(y))
   model = models.get_model("mlp", 3, hidden=(8,))
   tx = training.make_optimizer(TrainConfig())
-  state = loop.init_state(0, make_splits(y, 3, 9, 6, 0), y, model, tx, p.x)
-  k0 = loop._round_key(state.key, 0, loop._INIT)
-  a = loop.init_model(model, tx, k0, p.x[:1])[0]
+  round_fn = jaxal.make_round(model, tx, strategies.random(), budget=Budget(9, 5, 1),
+                              num_classes=3)
+  state = round_fn.init_state(0, make_splits(y, 3, 9, 6, 0), y, p.x)
+  a = init_model(model, tx, round_key(state.key, 0, INIT), p.x[:1])[0]
   np.testing.assert_array_equal(a["params"]["classifier"]["kernel"],
                                 state.variables["params"]["classifier"]["kernel"])

@@ -25,6 +25,7 @@ def _outputs_and_grads(modules, variables, x, ct):
 @pytest.mark.parametrize("padding", ["SAME", "VALID", ((2, 1), (0, 3))])
 @pytest.mark.parametrize("kernel", [3, 4, 5])
 @pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.slow
 def test_im2col_matches_flax_conv_outputs_and_gradients(padding, kernel, stride):
   # batch sizes 1 and 5 and input channels 1 and 3 alternate over the kernel/stride cases, so each
   # padding mode sees both (one compile per case keeps the test fast)
@@ -102,6 +103,7 @@ def test_impl_selection_env_var_and_auto(monkeypatch):
 
 @pytest.mark.parametrize("name,shape", [("lenet5", (16, 16, 3)), ("cnn3", (12, 12, 3)),
                                         ("gal_cnn", (14, 14, 1))])
+@pytest.mark.slow
 def test_networks_keep_flax_param_trees_and_agree_across_impls(name, shape, monkeypatch):
   model = models.get_model(name, 10)
   x = jax.random.normal(jax.random.PRNGKey(0), (3,) + shape)
@@ -122,6 +124,7 @@ def test_networks_keep_flax_param_trees_and_agree_across_impls(name, shape, monk
   np.testing.assert_allclose(out["xla"], logits_flax, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_scan_of_train_steps_gives_the_same_params_with_both_impls(monkeypatch):
   model = models.get_model("cnn3", 4, filters=(4, 8, 8), dense=(16,))
   # SGD, not Adam: Adam's normalisation turns rounding noise in near-zero gradients into full steps

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxal.data import sources
 from jaxal.data.sources import Dataset, DatasetError, load_dataset
+from jaxal.data.sources import folder as folder_source
+from jaxal.data.sources import tfds as tfds_source
 
 # ------------------------------------------------------------------------------------------------
 # Dataset and load_dataset
@@ -413,7 +414,7 @@ def test_folder_cache_round_trip(tmp_path, monkeypatch):
     raise AssertionError("decoded although the cache holds the arrays")
 
   with monkeypatch.context() as m:
-    m.setattr(sources, "_decode_image", no_decoding)
+    m.setattr(folder_source, "_decode_image", no_decoding)
     second = load_dataset("folder", zip_path, cache_dir=cache)
   _check_split_dataset(second, expect)
   assert second.class_names == first.class_names
@@ -574,13 +575,13 @@ def test_read_source_item_by_item():
   examples = _ListSource({"image": _image(rng, (3, 3, 1)), "label": np.int64(i % 2)}
                          for i in range(2500))
   assert not hasattr(examples, "__getitems__")
-  x, y = sources._read_source(examples, "image", "label", "test source")
+  x, y = tfds_source._read_source(examples, "image", "label", "test source")
   np.testing.assert_array_equal(x, np.stack([e["image"] for e in examples]))
   np.testing.assert_array_equal(y, np.arange(2500) % 2)
   examples[1500] = {"image": _image(rng, (4, 3, 1)), "label": 0}
   with pytest.raises(DatasetError, match=r"example 1500 has shape \(4, 3, 1\) but the first image "
                      r"has shape \(3, 3, 1\)"):
-    sources._read_source(examples, "image", "label", "test source")
+    tfds_source._read_source(examples, "image", "label", "test source")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -231,8 +231,8 @@ def test_subsample_near_the_whole_split_and_with_a_single_item_class():
   assert len(sub.y_train) == 30
 
 
-@pytest.mark.parametrize("kw,needle", [({"train_size": 1001}, "--train_limit=1001.*0 \\(all\\) to 1000"),
-                                       ({"test_size": -1}, "--test_limit=-1"),
+@pytest.mark.parametrize("kw,needle", [({"train_size": 1001}, "train_size=1001.*0 \\(all\\) to 1000"),
+                                       ({"test_size": -1}, "test_size=-1"),
                                        ({"train_size": 2}, "smaller than the 3 classes")])
 def test_subsample_refuses_sizes_it_cannot_honour(kw, needle):
   with pytest.raises(DatasetError, match=needle):

@@ -14,11 +14,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+import jaxal
 from experiments import configs
-from jaxal import experiment, human, loop, models, training
+from jaxal import annotation, experiment, human, models
+from jaxal import strategies as st
 from jaxal.data import make_splits
 from jaxal.data.synthetic import gaussian_pool
-from jaxal.state import TrainConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HUMAN_EXTRAS = ("seconds", "skipped", "unsure")
@@ -77,26 +78,27 @@ def without_extras(results):
 @pytest.fixture(scope="module")
 def blob_state():
   x, y = gaussian_pool(120, 4, 8, 0)
-  pool = loop.LabeledArrays(jnp.asarray(x), jnp.asarray(y))
+  pool = jaxal.LabeledArrays(jnp.asarray(x), jnp.asarray(y))
   model = models.get_model("mlp", 4, hidden=(8,))
-  tc = TrainConfig(epochs=1, batch_size=8)
-  tx = training.make_optimizer(tc)
-  state = loop.init_state(0, make_splits(y, 4, 8, 8, 0), y, model, tx, pool.x)
-  return state, y, pool, model, tx, tc
+  tc = jaxal.TrainConfig(epochs=1, batch_size=8)
+  round_fn = jaxal.make_round(model, jaxal.make_optimizer(tc), st.random(),
+                              budget=jaxal.Budget(initial_size=8, query_size=4, rounds=1), train=tc)
+  state = round_fn.init_state(0, make_splits(y, 4, 8, 8, 0), y, pool.x)
+  return state, y, pool, round_fn
 
 
 def test_tell_skip_returns_to_the_pool_and_unsure_leaves_it(blob_state):
   state, y, *_ = blob_state
   free = np.flatnonzero(~np.asarray(state.labeled) & np.asarray(state.selectable))[:4]
-  labels = np.array([y[free[0]], loop.SKIP, loop.UNSURE, y[free[3]]], np.int32)
-  new = loop.tell(state, jnp.asarray(free), jnp.asarray(labels))
+  labels = np.array([y[free[0]], annotation.SKIP, annotation.UNSURE, y[free[3]]], np.int32)
+  new = annotation.tell(state, jnp.asarray(free), jnp.asarray(labels))
   labeled, selectable = np.asarray(new.labeled), np.asarray(new.selectable)
   assert labeled[free].tolist() == [True, False, False, True]
   assert selectable[free].tolist() == [True, True, False, True]  # unsure is not asked again
   assert np.asarray(new.labels)[free].tolist() == [y[free[0]], -1, -1, y[free[3]]]
   assert int(new.interactions) == 2 and int(new.round) == 1  # one per labeled image
   # Indices < 0 (no candidate was left) change nothing.
-  same = loop.tell(state, jnp.asarray([-1, free[0]]), jnp.asarray([2, 1]))
+  same = annotation.tell(state, jnp.asarray([-1, free[0]]), jnp.asarray([2, 1]))
   assert int(same.num_labeled) == int(state.num_labeled) + 1
 
 
@@ -108,13 +110,15 @@ def test_tell_query_labels_whole_clusters_and_counts_one_interaction_per_review(
   assignment[free[:10]] = 0
   assignment[free[10:25]] = 1
   assignment[free[25:30]] = 2
-  q = loop.Query(indices=jnp.asarray([free[0], free[40]], jnp.int32),
-                 clusters=jnp.asarray([0, 1, 2, -1], jnp.int32),
-                 sizes=jnp.asarray([10, 15, 5, 0], jnp.int32),
-                 members=jnp.full((4, 64), -1, jnp.int32),
-                 proposed=jnp.asarray([1, 2, 3, 0], jnp.int32), assignment=jnp.asarray(assignment))
-  new, by_cluster = loop.tell_query(state, q, jnp.asarray([3, loop.UNSURE], jnp.int32),
-                                    jnp.asarray([1, loop.DECLINE, 0, 2], jnp.int32))
+  q = annotation.Query(indices=jnp.asarray([free[0], free[40]], jnp.int32),
+                       clusters=jnp.asarray([0, 1, 2, -1], jnp.int32),
+                       sizes=jnp.asarray([10, 15, 5, 0], jnp.int32),
+                       members=jnp.full((4, 64), -1, jnp.int32),
+                       proposed=jnp.asarray([1, 2, 3, 0], jnp.int32),
+                       assignment=jnp.asarray(assignment))
+  new, by_cluster = annotation.tell_query(state, q,
+                                          jnp.asarray([3, annotation.UNSURE], jnp.int32),
+                                          jnp.asarray([1, annotation.DECLINE, 0, 2], jnp.int32))
   labels, by_cluster = np.asarray(new.labels), np.asarray(by_cluster)
   assert labels[free[0]] == 3 and not by_cluster[free[0]]  # the image answer came first
   assert (labels[free[1:10]] == 1).all() and by_cluster[free[1:10]].all()
@@ -165,7 +169,7 @@ def test_labels_csv_from_a_spreadsheet_is_read(tmp_path):
   path.write_bytes("\ufeff\"# note, with a comma\"\nlabel;note;index\nDOG;x;7\n;;8\nunsure;;9\n"
                    "\n2;;10\nskip;;11\n".encode("utf-8"))
   answers, lines = human.read_answers(str(path), _items([7, 8, 9, 10, 11]), names)
-  assert answers == [1, None, loop.UNSURE, 2, loop.SKIP]
+  assert answers == [1, None, annotation.UNSURE, 2, annotation.SKIP]
   assert lines == [3, 4, 5, 7, 8]
 
 
@@ -199,6 +203,7 @@ def answer_rounds(cfg, work, answer_images, answer_clusters=None, max_calls=10):
   raise AssertionError("the run did not finish:\n" + "\n".join(logs))
 
 
+@pytest.mark.slow
 def test_labels_csv_filled_by_a_script_continues_exactly_as_the_simulated_oracle(tmp_path):
   cfg = small_cfg(rounds=3, classes="3,5,8", initial_size=6, val_size=12)  # names, not numbers
   truth = truth_of(cfg)
@@ -219,6 +224,7 @@ def test_labels_csv_filled_by_a_script_continues_exactly_as_the_simulated_oracle
   assert not os.listdir(os.path.join(work, "checkpoints", "pending"))  # all told
 
 
+@pytest.mark.slow
 def test_partial_or_malformed_labels_csv_stops_and_nothing_is_consumed(tmp_path):
   cfg = {**small_cfg(rounds=1), "oracle": "human"}
   truth = truth_of(cfg)
@@ -247,6 +253,7 @@ def test_partial_or_malformed_labels_csv_stops_and_nothing_is_consumed(tmp_path)
   assert rounds[0]["skipped"] == [asked[3]] and rounds[1]["interactions"] == 3
 
 
+@pytest.mark.slow
 def test_cluster_review_by_a_scripted_expert_equals_the_simulated_cluster_expert(tmp_path):
   cfg = small_cfg(strategies="entropy+cluster", clusters_per_round=3, cluster_size=40,
                   epochs=3)
@@ -292,6 +299,7 @@ class Person(io.TextIOBase):
     return step + "\n"
 
 
+@pytest.mark.slow
 def test_terminal_wrong_label_skip_undo_quit_then_resume(tmp_path):
   cfg = {**small_cfg(), "oracle": "terminal"}
   truth = truth_of(cfg)
@@ -383,12 +391,14 @@ def run_cli(*args, stdin=""):
     (["--oracle=human", "--seeds=1", "--strategies=margin", "--checkpoint_every=0"],
      "error: --oracle=human saves after every round: --checkpoint_every must be 1, got 0."),
 ])
+@pytest.mark.slow
 def test_cli_refuses_oracle_settings_with_one_line(tmp_path, args, message):
   p = run_cli(*args, f"--workdir={tmp_path / 'w'}")
   lines = [l for l in p.stderr.strip().splitlines() if l.strip()]
   assert p.returncode != 0 and len(lines) == 1 and lines[0].startswith(message), p.stderr
 
 
+@pytest.mark.slow
 def test_cli_human_stops_with_instructions_then_the_terminal_takes_over(tmp_path):
   work = tmp_path / "w"
   args = ("--seeds=1", "--strategies=margin", "--rounds=1", "--epochs=1", "--query_size=3",

@@ -106,6 +106,7 @@ def test_assign_is_argmin_and_min_of_numpy_distances(chunk):
 
 @pytest.mark.parametrize("data,k", [("blobs", 8), ("overlapping", 12), ("mlp_features", 10),
                                     ("trained_cnn_features", 10)])
+@pytest.mark.slow
 def test_inertia_within_one_percent_of_sklearn(data, k, request):
   x = request.getfixturevalue(data)
   res = jit_kmeans(jax.random.key(0), x, k, n_init=5, chunk=512)
@@ -145,6 +146,7 @@ def test_kmeans_plus_plus_never_picks_masked_points(overlapping):
     assert not rows[:, ~mask].any()            # ... and never an invalid one
 
 
+@pytest.mark.slow
 def test_masked_points_are_ignored_and_equal_to_the_valid_subset(overlapping):
   rng = np.random.default_rng(2)
   mask = rng.random(len(overlapping)) < 0.6
@@ -182,6 +184,7 @@ def test_empty_cluster_reseeding_is_deterministic(blobs):
   np.testing.assert_array_equal(np.asarray(r1.centroids)[6:], blobs[far])
 
 
+@pytest.mark.slow
 def test_jit_and_vmap_over_keys_equal_separate_calls(overlapping):
   keys = jax.random.split(jax.random.key(11), 3)
   run = functools.partial(jit_kmeans, x=overlapping, k=12, n_init=2, chunk=300)
@@ -200,6 +203,7 @@ def test_jit_and_vmap_over_keys_equal_separate_calls(overlapping):
       not np.allclose(batched.centroids[0], batched.centroids[1])
 
 
+@pytest.mark.slow
 def test_jit_with_traced_mask_and_tol(overlapping):
   mask = np.arange(len(overlapping)) % 3 != 0
   res = jit_kmeans(jax.random.key(0), overlapping, k=5, mask=jnp.asarray(mask), tol=1e-3)
@@ -208,6 +212,7 @@ def test_jit_with_traced_mask_and_tol(overlapping):
   check_consistent(overlapping, res, mask)
 
 
+@pytest.mark.slow
 def test_kmeans_plus_plus_picks_distinct_points_and_k_distinct_gives_zero_inertia():
   rng = np.random.default_rng(0)
   distinct = rng.normal(size=(9, 4)).astype(np.float32) * 10

@@ -71,6 +71,7 @@ def scores():
 
 
 @pytest.mark.parametrize("every,patience", [(1, 0), (5, 0), (1, 1), (2, 1), (1, 3)])
+@pytest.mark.slow
 def test_best_val_keeps_the_epoch_a_numpy_reference_picks(scores, every, patience):
   cfg = TrainConfig(epochs=EPOCHS, batch_size=8, learning_rate=3e-2, model_selection="best_val",
                     val_every=every, early_stopping=patience)
@@ -97,6 +98,7 @@ def test_reference_is_not_trivial(scores):
 
 
 @pytest.mark.parametrize("every,patience", [(1, 0), (2, 1)])
+@pytest.mark.slow
 def test_each_vmapped_member_keeps_its_own_best_epoch(every, patience):
   cfg = TrainConfig(epochs=8, batch_size=8, learning_rate=5e-2, model_selection="best_val",
                     val_every=every, early_stopping=patience)
@@ -113,6 +115,7 @@ def test_each_vmapped_member_keeps_its_own_best_epoch(every, patience):
                  together[0], alone[0])
 
 
+@pytest.mark.slow
 def test_batch_norm_statistics_travel_with_the_kept_epoch():
   """cnn2_bn: the kept variables (params and batch_stats) are those of a run of best_epoch epochs."""
   rng = np.random.default_rng(0)
@@ -134,6 +137,7 @@ def test_batch_norm_statistics_travel_with_the_kept_epoch():
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6), got, want)
 
 
+@pytest.mark.slow
 def test_ensemble_members_report_their_mean_epoch(tmp_path):
   res = experiment.run_experiment(
       small(model_selection="best_val", uncertainty="ensemble", ensemble_size=3, seeds=1,
@@ -153,17 +157,23 @@ def test_last_is_the_default_and_reports_every_epoch():
   assert np.isnan(float(info["best_val_accuracy"]))
 
 
-@pytest.mark.parametrize("kw,needle", [
-    ({"model_selection": "best_val"}, "--val_size"),
-    ({"model_selection": "best"}, "accepted: last, best_val"),
-    ({"early_stopping": 2}, "--model_selection=best_val"),
-])
-def test_fit_refuses_bad_selection_settings(kw, needle):
-  cfg = TrainConfig(epochs=2, batch_size=8, **kw)
+def test_fit_refuses_best_val_without_a_validation_set():
+  cfg = TrainConfig(epochs=2, batch_size=8, model_selection="best_val")
   model, tx, v, x, y, labeled, _, _ = setup(cfg)
-  with pytest.raises(ValueError, match=needle):
+  with pytest.raises(ValueError, match=r"train.model_selection=best_val needs a labeled "
+                     "validation set: pass val_x and val_y"):
     training.fit(model, tx, v, tx.init(v["params"]), jax.random.PRNGKey(1), x, y, labeled, cfg,
                  capacity=40)
+
+
+@pytest.mark.parametrize("kw,needle", [
+    ({"model_selection": "best"}, "train.model_selection: unknown value 'best'; accepted: last, "
+     "best_val"),
+    ({"early_stopping": 2}, "train.early_stopping=2 needs train.model_selection=best_val"),
+])
+def test_train_config_refuses_bad_selection_settings(kw, needle):
+  with pytest.raises(ValueError, match=needle):
+    TrainConfig(epochs=2, batch_size=8, **kw)
 
 
 def small(**overrides):
@@ -186,6 +196,7 @@ def test_cli_settings_are_checked(tmp_path, overrides, needle):
     experiment.run_experiment(small(**overrides), str(tmp_path / "w"), log=lambda m: None)
 
 
+@pytest.mark.slow
 def test_run_records_the_kept_epoch_and_validation_apart_from_test(tmp_path):
   res = experiment.run_experiment(small(model_selection="best_val", early_stopping=2),
                                   str(tmp_path / "w"), log=lambda m: None)

@@ -24,6 +24,7 @@ def test_models_return_logits_and_penultimate_features(name, shape, feat):
 
 
 @pytest.mark.parametrize("name", ["mlp", "lenet5", "cnn3", "gal_cnn", "gal_cnn_code"])
+@pytest.mark.slow
 def test_dropout_is_active_only_when_asked(name):
   model = models.get_model(name, 3)
   x = jax.random.normal(jax.random.PRNGKey(0), (4, 28, 28, 1))
@@ -43,12 +44,13 @@ def test_lenet_rejects_tiny_images_with_a_clear_message():
 
 
 def test_unknown_model_lists_registry():
-  with pytest.raises(ValueError, match="--model: unknown model 'vgg'; accepted: cnn2_bn, cnn3, "
+  with pytest.raises(ValueError, match="model: unknown model 'vgg'; accepted: cnn2_bn, cnn3, "
                      "gal_cnn, gal_cnn_code, lenet5, mlp, resnet18, resnet18_imagenet"):
     models.get_model("vgg", 10)
 
 
 @pytest.mark.parametrize("name", ["mlp", "lenet5", "cnn3", "gal_cnn", "gal_cnn_code"])
+@pytest.mark.slow
 def test_head_of_trunk_is_the_whole_network(name):
   model = models.get_model(name, 5)
   x = jax.random.normal(jax.random.PRNGKey(0), (3, 28, 28, 1))

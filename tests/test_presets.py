@@ -1,7 +1,6 @@
 """Every preset runs end to end at a smoke scale: its model, strategies, uncertainty and options, on
 a tiny synthetic dataset of 16x16 images (the data flags and the budget are overridden)."""
 import json
-import os
 
 import numpy as np
 import pytest
@@ -30,6 +29,7 @@ def tiny_npz(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", [n for n in configs.available() if n != "default"])
+@pytest.mark.slow
 def test_preset_runs_at_smoke_scale(name, tiny_npz, tmp_path):
   cfg = configs.load(name).to_dict()
   cfg.update(dataset="npz", data_dir=tiny_npz, class_map="", classes="", seeds=1, rounds=1,

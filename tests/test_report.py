@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from experiments import report
@@ -81,6 +80,7 @@ def test_write_report_makes_curves_per_class_panels_and_table(tmp_path):
   assert "| cluster | 2 | 85 (mean) |" in (out / "table.md").read_text()  # 90 and 80 labels
 
 
+@pytest.mark.slow
 def test_cli_rejects_bad_targets_and_prints_the_table(tmp_path):
   d = _write(tmp_path / "r", CFG, [_run("bald", 0, [0.5, 0.7, 0.9])])
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}

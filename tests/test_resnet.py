@@ -6,7 +6,8 @@ import optax
 import pytest
 
 from experiments.convert_torchvision_resnet import convert_state_dict
-from jaxal import loop, models, scoring
+from jaxal import models, scoring
+from jaxal.round import init_model
 
 W = 4  # channels of the first stage in tests (64 in the paper)
 
@@ -34,6 +35,7 @@ def test_full_width_parameter_count_matches_torchvision(name, params):
 
 @pytest.mark.parametrize("name,stem_kernel,pooled", [("resnet18", 3, 16 // 8),  # 16x16 inputs
                                                       ("resnet18_imagenet", 7, 1)])
+@pytest.mark.slow
 def test_stems_and_stages_have_the_published_shapes(name, stem_kernel, pooled):
   model, v, x = _init(name)
   p = v["params"]
@@ -138,8 +140,8 @@ def test_pretrained_attribute_makes_every_initialisation_start_from_the_file(tmp
   src = _randomise_stats(src, 0)
   models.save_pretrained(src, tmp_path / "w.npz")
   pre = models.get_model("resnet18", 3, width=W, pretrained=str(tmp_path / "w.npz"))
-  # loop.init_model -> training.init_variables, here for a 2-member ensemble (vmap) under jit
-  members, _ = jax.jit(lambda k: loop.init_model(pre, optax.sgd(0.1), k, x[:1], members=2))(
+  # round.init_model -> training.init_variables, here for a 2-member ensemble (vmap) under jit
+  members, _ = jax.jit(lambda k: init_model(pre, optax.sgd(0.1), k, x[:1], members=2))(
       jax.random.PRNGKey(0))
   flat, want = models.flatten_variables(members), models.flatten_variables(src)
   for key, value in flat.items():
@@ -251,6 +253,7 @@ def test_converted_full_width_resnet18_loads_into_resnet18_imagenet():
     models.load_pretrained(abstract, converted)
 
 
+@pytest.mark.slow
 def test_converted_weights_compute_what_torchvision_computes():
   width, classes = 8, 5
   sd = torchvision_state_dict(width, classes, seed=1)

@@ -15,6 +15,7 @@ def run_cli(*args, cwd=None):
                         env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_small_run_writes_the_results_directory(tmp_path):
   out = tmp_path / "w"
   p = run_cli("--strategies=random,entropy", "--seeds=2", "--rounds=2", "--epochs=2",
@@ -37,6 +38,7 @@ def test_small_run_writes_the_results_directory(tmp_path):
   assert "| entropy | 2 |" in (out / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_bayesian_flags_run_end_to_end(tmp_path):
   out = tmp_path / "b"
   p = run_cli("--strategies=bald,variation_ratios", "--uncertainty=mc_dropout", "--mc_samples=4",
@@ -64,6 +66,7 @@ def test_bayesian_flags_run_end_to_end(tmp_path):
     (["--dataset=idx"], "--data_dir is required with --dataset=idx"),
     (["--dataset=idx", "--data_dir=/nonexistent/mnist"], "/nonexistent/mnist"),
 ])
+@pytest.mark.slow
 def test_bad_flags_stop_with_one_clear_line(args, message, tmp_path):
   p = run_cli(*args, f"--workdir={tmp_path / 'w'}")
   assert p.returncode != 0

@@ -64,6 +64,7 @@ SCRIPT = textwrap.dedent(r"""
 
 
 @pytest.mark.parametrize("devices", [1, 2, 8])
+@pytest.mark.slow
 def test_sharded_selection_kmeans_and_scoring_equal_unsharded(devices):
   env = {**os.environ, "JAX_PLATFORMS": "cpu",
          "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
@@ -80,7 +81,6 @@ def test_sharded_selection_kmeans_and_scoring_equal_unsharded(devices):
 
 
 def test_shard_pool_pads_to_the_device_count_and_marks_the_padding():
-  import jax
   import numpy as np
   from jaxal import sharding
   mesh = sharding.pool_mesh()

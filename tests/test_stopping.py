@@ -1,15 +1,20 @@
 """Stopping rules: the tracker on hand-made sequences, and the loop ending early with the rule named."""
-import json
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxal import loop, scoring, stopping, strategies
-from jaxal.state import RoundConfig
-from test_loop import _setup  # tests/ is on sys.path (no package)
+import jaxal
+from jaxal import stopping, strategies
+from jaxal.selection.primitives import random_select
+from jaxal.state import STOP, STOP_ROUND, round_key
+from test_round import _setup as round_setup  # pylint: disable=wrong-import-order
+
+
+def _setup(strategy, rounds=3, k=7, init=8, seeds=(0, 1), stop_set=0):
+  """test_round's small setup (4 Gaussian blobs, an MLP) for the strategy named `strategy`."""
+  return round_setup(getattr(strategies, strategy)(), rounds, k, init, seeds, stop_set)
 
 
 def test_tracker_fires_the_first_rule_per_seed_and_reports_when_all_seeds_fired():
@@ -27,63 +32,62 @@ def test_tracker_fires_the_first_rule_per_seed_and_reports_when_all_seeds_fired(
 
 
 def test_rules_check_their_values():
-  with pytest.raises(ValueError, match=r"--stop_agreement=1.5 must be in \[0, 1\]"):
+  with pytest.raises(ValueError, match=r"stop.agreement=1.5 must be in \[0, 1\]"):
     stopping.StopRules(agreement=1.5)
-  with pytest.raises(ValueError, match="--stop_patience=0 must be at least 1"):
+  with pytest.raises(ValueError, match="stop.patience=0 must be at least 1"):
     stopping.StopRules(patience=0)
-  with pytest.raises(ValueError, match="--stop_labels=-1 must be >= 0"):
+  with pytest.raises(ValueError, match="stop.max_labels=-1 must be >= 0"):
     stopping.StopRules(max_labels=-1)
 
 
+@pytest.mark.slow
 def test_label_budget_ends_the_run_early_with_a_final_training():
   rounds, k, init = 5, 7, 8
-  model, tx, cfg, pool, test, splits, y = _setup("entropy", rounds, k, init)
-  recs = loop.run(model, tx, cfg, pool, test, [0, 1], splits, rounds,
-                  stop=stopping.StopRules(max_labels=init + 2 * k))
+  round_fn, pool, test, splits, y = _setup("entropy", rounds, k, init)
+  recs = jaxal.run(round_fn, pool, test, [0, 1], splits,
+                   stop=stopping.StopRules(max_labels=init + 2 * k))
   for rec in recs:
     assert [r["labels"] for r in rec["rounds"]] == [init, init + k, init + 2 * k]
     assert rec["rounds"][-1]["selected"] == []            # the final evaluation asks nothing
     assert rec["stopped"] == {"rule": "max_labels", "round": 1}
-  full = loop.run(model, tx, cfg, pool, test, [0, 1], splits, rounds)
+  full = jaxal.run(round_fn, pool, test, [0, 1], splits)
   assert "stopped" not in full[0]
   # Up to the stop, the stopped run is the full run (same keys, same selections).
   assert [r["selected"] for r in full[0]["rounds"][:2]] == [r["selected"] for r in recs[0]["rounds"][:2]]
 
 
+@pytest.mark.slow
 def test_stop_set_uncertainty_is_the_mean_normalised_entropy_of_its_predictions():
-  import dataclasses
-  model, tx, cfg, pool, test, splits, y = _setup("entropy", 1)
-  cfg = dataclasses.replace(cfg, stop_set=40)
-  state = loop.init_state(0, splits[0], y, model, tx, pool.x)
-  state, m = loop.train_and_evaluate(state, pool, test, model=model, tx=tx, cfg=cfg)
-  idx = np.asarray(strategies.random_select(loop._round_key(state.key, loop._STOP_ROUND, loop._STOP),
-                                            state.selectable, 40))
+  round_fn, pool, test, splits, y = _setup("entropy", 1, stop_set=40)
+  state = round_fn.init_state(0, splits[0], y, pool.x)
+  state, m = round_fn.train_and_evaluate(state, pool, test)
+  idx = np.asarray(random_select(round_key(state.key, STOP_ROUND, STOP), state.selectable, 40))
   assert not set(idx.tolist()) & set(np.asarray(state.val).tolist())
-  logits, _ = model.apply(state.variables, pool.x[idx])
+  logits, _ = round_fn.model.apply(state.variables, pool.x[idx])
   p = np.asarray(jax.nn.softmax(logits), np.float64)
   h = -(p * np.log(np.clip(p, 1e-30, None))).sum(-1) / np.log(4)
   np.testing.assert_allclose(float(m["stop_uncertainty"]), h.mean(), rtol=1e-5)
   np.testing.assert_array_equal(np.asarray(m["stop_predictions"]), p.argmax(-1))
 
 
+@pytest.mark.slow
 def test_agreement_and_uncertainty_rules_fire_in_the_loop():
-  import dataclasses
-  model, tx, cfg, pool, test, splits, y = _setup("margin", 4)
-  cfg = dataclasses.replace(cfg, stop_set=50)
+  round_fn, pool, test, splits, y = _setup("margin", 4, stop_set=50)
   # Any agreement >= 0 holds once a previous round exists: fires at round 1.
-  recs = loop.run(model, tx, cfg, pool, test, [0, 1], splits, 4,
-                  stop=stopping.StopRules(agreement=1e-9))
+  recs = jaxal.run(round_fn, pool, test, [0, 1], splits,
+                   stop=stopping.StopRules(agreement=1e-9))
   assert all(r["stopped"] == {"rule": "agreement", "round": 1} for r in recs)
   assert all(len(r["rounds"]) == 3 for r in recs)
   # Normalised entropy is below 1 unless predictions are exactly uniform: fires at round 0.
-  recs = loop.run(model, tx, cfg, pool, test, [0], splits[:1], 4,
-                  stop=stopping.StopRules(min_uncertainty=1.0))
+  recs = jaxal.run(round_fn, pool, test, [0], splits[:1],
+                   stop=stopping.StopRules(min_uncertainty=1.0))
   assert recs[0]["stopped"] == {"rule": "min_uncertainty", "round": 0}
+  no_stop_set, _, _, _, _ = _setup("margin", 2, stop_set=0)
   with pytest.raises(ValueError, match="need a stop set"):
-    loop.run(model, tx, dataclasses.replace(cfg, stop_set=0), pool, test, [0], splits[:1], 2,
-             stop=stopping.StopRules(agreement=0.9))
+    jaxal.run(no_stop_set, pool, test, [0], splits[:1], stop=stopping.StopRules(agreement=0.9))
 
 
+@pytest.mark.slow
 def test_a_stopped_run_is_complete_for_resumption_and_summarised(tmp_path):
   from experiments.configs import default
   from jaxal import experiment
@@ -104,6 +108,7 @@ def test_a_stopped_run_is_complete_for_resumption_and_summarised(tmp_path):
     experiment.run_experiment(bad, str(tmp_path / "x"))
 
 
+@pytest.mark.slow
 def test_a_run_killed_between_the_stop_and_its_final_resumes_to_the_same_results(tmp_path):
   from experiments.configs import default
   from jaxal import experiment
@@ -133,10 +138,3 @@ def test_a_run_killed_between_the_stop_and_its_final_resumes_to_the_same_results
   experiment.run_experiment(cfg, str(tmp_path / "b"), log=lines.append)
   assert any("complete in checkpoint" in line for line in lines)
   assert not any("damaged" in line for line in lines)
-
-
-def test_later_settings_defaults_match_the_default_preset():
-  from experiments.configs import default
-  from jaxal import experiment
-  d = default.get_config().to_dict()
-  assert {k: d[k] for k in experiment.LATER_SETTINGS} == experiment.LATER_SETTINGS

@@ -56,7 +56,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 1
   c.keep_checkpoints = 2
   c.oracle = "simulated"
-  # Strategy hyper-parameters (see jaxal.state.RoundConfig).
+  # Strategy hyper-parameters (the factories in jaxal.strategies; names in jaxal.registry).
   c.batchbald_configs = 1000
   c.power_beta = 1.0
   c.graph_subset = 5000

@@ -92,8 +92,8 @@ def subsample(ds: Dataset, train_size: int = 0, test_size: int = 0, seed: int = 
     DatasetError: a size larger than the split, or one so small that a class would get no item.
   """
   out = {}
-  for split, size, flag in (("train", train_size, "--train_limit"),
-                            ("test", test_size, "--test_limit")):
+  for split, size, flag in (("train", train_size, "{train_size}"),
+                            ("test", test_size, "{test_size}")):
     y = getattr(ds, f"y_{split}")
     if size < 0 or size > len(y):
       raise DatasetError(f"{flag}={size}: the {split} split of '{ds.name}' has {len(y)} items; "

@@ -6,6 +6,8 @@ from typing import Any, Callable
 
 import flax.linen as nn
 
+from jaxal.errors import ArgumentError
+
 from jaxal.models.dropout import Dropout, keep_mask
 from jaxal.models.networks import CNN2BN, CNN3, GalCNN, LeNet5, MLP
 from jaxal.models.pretrained import flatten_variables, load_pretrained, save_pretrained
@@ -29,7 +31,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 def get_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
   """Builds the registered model `name` for `num_classes` classes (kwargs go to the module)."""
   if name not in MODELS:
-    raise ValueError(f"--model: unknown model {name!r}; accepted: {', '.join(sorted(MODELS))}.")
+    raise ArgumentError(f"{{model}}: unknown model {name!r}; accepted: "
+                        f"{', '.join(sorted(MODELS))}.")
   return MODELS[name](num_classes=num_classes, **kwargs)
 
 

@@ -1,39 +1,22 @@
-"""Batch-aware acquisition from predictive samples: greedy BatchBALD and stochastic power sampling.
+"""Greedy BatchBALD (Kirsch, van Amersfoort & Gal 2019, "BatchBALD: Efficient and Diverse Batch
+Acquisition for Deep Bayesian Active Learning", NeurIPS): the batch that greedily maximises the
+mutual information between the joint labels and the model parameters, from predictive samples.
 
-Both take predictive samples or scores over the pool and return K distinct candidate indices; both
-are pure, jittable with a static K, and never build anything of size N x N.
-
-  batchbald_select   Kirsch, van Amersfoort & Gal (2019), "BatchBALD: Efficient and Diverse Batch
-                     Acquisition for Deep Bayesian Active Learning", NeurIPS.
-  power_select       Kirsch, Farquhar, Atighehchian, Jesson, Branchaud-Charron & Gal (2023),
-                     "Stochastic Batch Acquisition: A Simple Baseline for Deep Active
-                     Learning", TMLR.
+Pure and jittable with a static K; nothing of size N x N is built.
 """
 from __future__ import annotations
-
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxal.strategies import top_k
-from jaxal.training import apply_in_chunks
 from jaxal.kmeans import _static_int  # pylint: disable=protected-access
-
-_TINY = float(jnp.finfo(jnp.float32).tiny)
+from jaxal.selection.primitives import argmax_free, chunked_map
 
 
 def _xlogx(p: jax.Array) -> jax.Array:
   """p log p with 0 log 0 = 0."""
   return jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0)
-
-
-def _argmax_free(scores: jax.Array, free: jax.Array, taken: jax.Array) -> jax.Array:
-  """The free entry with the highest score (ties: lowest index); when no entry is free, the first
-  entry not yet taken, so a greedy loop never returns an index twice."""
-  masked = jnp.where(free, scores, -jnp.inf)
-  best = jnp.argmax(masked)
-  return jnp.where(jnp.any(free), best, jnp.argmax(~taken)).astype(jnp.int32)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,7 +70,7 @@ def exact_joint_entropies(table: jax.Array, samples: jax.Array, chunk: int = 256
     joint = jnp.einsum("ms,bsc->bmc", table, p, precision=lax.Precision.HIGHEST) / s
     return -jnp.sum(_xlogx(joint), axis=(1, 2))
 
-  return apply_in_chunks(block, samples, chunk)
+  return chunked_map(block, (samples,), chunk)
 
 
 def sample_table(key: jax.Array, table: jax.Array, num_configs: int) -> tuple[jax.Array, jax.Array,
@@ -140,7 +123,7 @@ def sampled_joint_entropies(p: jax.Array, log_scale: jax.Array, samples: jax.Arr
     terms = jnp.where(joint > 0, joint * log_joint, 0.0)
     return -jnp.sum(terms * inv[None, :, None], axis=(1, 2)) / m
 
-  return apply_in_chunks(block, samples, chunk)
+  return chunked_map(block, (samples,), chunk)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,7 +174,7 @@ def batchbald_select(key: jax.Array, samples: jax.Array, candidates: jax.Array, 
   taken = jnp.zeros((n,), bool)
 
   def pick(t, scores, chosen, taken):
-    i = _argmax_free(scores - cond_entropy, candidates & ~taken, taken)
+    i = argmax_free(scores - cond_entropy, candidates & ~taken, taken)
     return chosen.at[t].set(i), taken.at[i].set(True)
 
   # Exact phase: picks 0 .. n_exact, the table holding the t points chosen before pick t.
@@ -224,33 +207,5 @@ def batchbald_select(key: jax.Array, samples: jax.Array, candidates: jax.Array, 
   return chosen
 
 
-# ---------------------------------------------------------------------------------------------
-# Stochastic power acquisition
-
-def power_select(key: jax.Array, scores: jax.Array, candidates: jax.Array, k: int,
-                 beta: float = 1.0) -> jax.Array:
-  """Power acquisition (Kirsch et al. 2023): K candidates drawn without replacement with
-  probability proportional to score^beta, via the Gumbel-top-k trick: the top K of
-  beta * log(score) + Gumbel noise. `power_bald` uses BALD scores and `power_entropy` the predictive
-  entropy; beta = 1 is the paper's default, beta -> inf recovers top-K.
-
-  Args:
-    scores: float [N], non-negative (small negative rounding errors count as 0; a score of 0 is
-      drawn only after every positive one).
-    candidates: bool [N].
-    k: static batch size.
-    beta: coldness, > 0.
-  Returns:
-    int32 [k] distinct candidate indices (while at least k candidates exist).
-  """
-  where = "power_select"
-  k = _static_int(k, "k", where, 1)
-  if not isinstance(beta, jax.core.Tracer) and not float(beta) > 0:
-    raise ValueError(f"{where}: beta (--power_beta) must be > 0; got {beta}.")
-  scores = jnp.asarray(scores, jnp.float32)
-  gumbel = jax.random.gumbel(key, scores.shape, jnp.float32)
-  return top_k(beta * jnp.log(jnp.maximum(scores, _TINY)) + gumbel, candidates, k)
-
-
 __all__ = ["add_exact", "add_sampled", "batchbald_select", "empty_table", "exact_configurations",
-           "exact_joint_entropies", "power_select", "sample_table", "sampled_joint_entropies"]
+           "exact_joint_entropies", "sample_table", "sampled_joint_entropies"]

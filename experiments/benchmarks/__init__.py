@@ -1,0 +1,2 @@
+"""The benchmark workloads of `python -m experiments.benchmark`, one module each, and their shared
+helpers (`common`)."""

@@ -1,0 +1,266 @@
+"""Driving a round function over rounds and seeds: `run` (one compiled round per step, checkpoints
+through `on_state`, progress through `on_round`, stopping rules) and `run_scanned` (every round of
+every seed as one `lax.scan` program).
+
+    records = jaxal.run(round_fn, pool, test, seeds=[0, 1, 2], splits=splits)
+
+Both check their arguments against the round's budget before anything is compiled, and return one
+record per seed in the format of results.json.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxal import stopping
+from jaxal.data.splits import Splits
+from jaxal.errors import ArgumentError
+from jaxal.records import record_round
+from jaxal.round import Round, over_seeds
+from jaxal.state import ALState, LabeledArrays
+
+
+def make_round_fns(round_fn: Round, seed_batching: str = "auto"):
+  """(step, final): the jitted round and final training+evaluation over a leading seed axis."""
+  donate = (0,) if jax.default_backend() != "cpu" else ()
+  step = jax.jit(over_seeds(round_fn, seed_batching), donate_argnums=donate)
+  final = jax.jit(over_seeds(round_fn.train_and_evaluate, seed_batching))
+  return step, final
+
+
+# -------------------------------------------------------------------------------------------------
+# checks before compiling
+
+def _check_arrays(arrays: Any, name: str, num_classes: int, shape: tuple | None = None) -> None:
+  if not isinstance(arrays, LabeledArrays):
+    raise ArgumentError(f"{{{name}}} must be a jaxal.LabeledArrays(x, y), got "
+                        f"{type(arrays).__name__}.")
+  x, y = arrays.x, arrays.y
+  if x.ndim < 2 or not jnp.issubdtype(x.dtype, jnp.floating):
+    raise ArgumentError(f"{{{name}}}.x must be float images [N, H, W, C] (normalised), got "
+                        f"{x.dtype} {tuple(x.shape)}.")
+  if y.shape != x.shape[:1] or not jnp.issubdtype(y.dtype, jnp.integer):
+    raise ArgumentError(f"{{{name}}}.y must be int labels [{x.shape[0]}], got {y.dtype} "
+                        f"{tuple(y.shape)}.")
+  if shape is not None and tuple(x.shape[1:]) != shape:
+    raise ArgumentError(f"{{{name}}}.x has images {tuple(x.shape[1:])}, the pool {shape}.")
+  if y.size:
+    low, high = int(jnp.min(y)), int(jnp.max(y))
+    if low < 0 or high >= num_classes:
+      raise ArgumentError(f"{{{name}}}.y holds labels {low}..{high}; the round has "
+                          f"{{num_classes}}={num_classes} (labels 0..{num_classes - 1}).")
+
+
+def check_run(round_fn: Round, pool: LabeledArrays, test: LabeledArrays | None,
+              seeds: Sequence[int], splits: Sequence[Splits]) -> None:
+  """Everything `run` can check before compiling: arrays, seeds, splits against the budget.
+  Raises ArgumentError naming the parameter."""
+  if not isinstance(round_fn, Round):
+    raise ArgumentError(f"{{round_fn}} must come from jaxal.make_round, got "
+                        f"{type(round_fn).__name__}.")
+  c = round_fn.num_classes
+  _check_arrays(pool, "pool", c)
+  if test is not None:
+    _check_arrays(test, "test", c, tuple(pool.x.shape[1:]))
+  seeds = list(seeds)
+  if not seeds or any(not isinstance(s, (int, np.integer)) or isinstance(s, bool) for s in seeds):
+    raise ArgumentError(f"{{seeds}} must be a non-empty list of ints, got {seeds!r}.")
+  if len(set(int(s) for s in seeds)) != len(seeds):
+    raise ArgumentError(f"{{seeds}} names a seed twice: {seeds}.")
+  if len(splits) != len(seeds):
+    raise ArgumentError(f"{{splits}} must hold one Splits per seed: {len(splits)} splits for "
+                        f"{len(seeds)} seeds.")
+  n = pool.x.shape[0]
+  budget = round_fn.budget
+  for i, sp in enumerate(splits):
+    where = f"{{splits}}[{i}]"
+    if not isinstance(sp, Splits):
+      raise ArgumentError(f"{where} must be a jaxal.data.Splits (make_splits), got "
+                          f"{type(sp).__name__}.")
+    sel = np.asarray(sp.selectable)
+    if sel.shape != (n,) or sel.dtype != bool:
+      raise ArgumentError(f"{where}.selectable must be bool [{n}] over the pool, got {sel.dtype} "
+                          f"{sel.shape}.")
+    for part in ("initial", "val"):
+      idx = np.asarray(getattr(sp, part))
+      if idx.size and (idx.min() < 0 or idx.max() >= n or len(np.unique(idx)) != idx.size):
+        raise ArgumentError(f"{where}.{part} must hold distinct pool indices in [0, {n}).")
+    if sel[np.asarray(sp.val, int)].any():
+      raise ArgumentError(f"{where}: validation items are selectable; the validation set must "
+                          "never be queried (selectable False there).")
+    if len(sp.initial) != budget.initial_size:
+      raise ArgumentError(f"{where}.initial has {len(sp.initial)} items, the budget "
+                          f"{{budget.initial_size}}={budget.initial_size}.")
+    if not sel[np.asarray(sp.initial, int)].all():
+      raise ArgumentError(f"{where}.initial holds items that are not selectable.")
+    selectable = int(sel.sum())
+    if not round_fn.annotates_clusters and budget.labels > selectable:
+      raise ArgumentError(
+          f"{{budget.initial_size}} + {{budget.rounds}} * {{budget.query_size}} = "
+          f"{budget.initial_size} + {budget.rounds} * {budget.query_size} = {budget.labels} "
+          f"exceeds the selectable pool ({selectable} items, the validation set excluded); "
+          "lower {budget.rounds} or {budget.query_size}.")
+    if round_fn.annotates_clusters:
+      clusters = round_fn.strategy.clusters(n - len(sp.val))
+      if round_fn.strategy.clusters_per_round > clusters:
+        raise ArgumentError(f"{{clusters_per_round}}={round_fn.strategy.clusters_per_round} "
+                            f"exceeds the {clusters} clusters (selectable pool / "
+                            "{cluster_size}).")
+      if budget.initial_size + budget.query_size * budget.rounds > selectable and (
+          round_fn.strategy.images is not None):
+        raise ArgumentError(f"{{budget.initial_size}} + {{budget.rounds}} * {{budget.query_size}}"
+                            f" = {budget.labels} exceeds the selectable pool ({selectable}).")
+    if round_fn.pool_subset:
+      last = selectable - (budget.labels - budget.query_size)
+      if round_fn.pool_subset > last:
+        raise ArgumentError(f"{{pool_subset}}={round_fn.pool_subset} exceeds the unlabeled items "
+                            f"left in the last round ({last}); lower it or set 0 to score the "
+                            "whole pool.")
+    if round_fn.stop_set > selectable:
+      raise ArgumentError(f"{{stop_set}}={round_fn.stop_set} exceeds the selectable pool "
+                          f"({selectable} items).")
+
+
+# -------------------------------------------------------------------------------------------------
+# drivers
+
+def run(round_fn: Round, pool: LabeledArrays, test: LabeledArrays | None, seeds: Sequence[int],
+        splits: Sequence[Splits], *, train_index: np.ndarray | None = None,
+        on_round: Callable[[dict], None] | None = None, fns=None, seed_batching: str = "auto",
+        states: ALState | None = None, records: Sequence[dict] | None = None,
+        on_state: Callable[[int, ALState, list[dict]], None] | None = None,
+        stop: stopping.StopRules | None = None) -> list[dict]:
+  """Runs `round_fn.budget.rounds` acquisition rounds for all seeds in one program (see
+  `over_seeds`), then a final training; optionally resumes from a checkpoint.
+
+  Args:
+    round_fn: from `jaxal.make_round`.
+    pool, test: device arrays; `pool.y` is the simulated oracle's ground truth; `test` may be None
+      (no test metrics).
+    seeds, splits: one split per seed (validation and initial sets over the pool).
+    train_index: maps pool positions to the dataset's original training order (for `selected`).
+    on_round: called with a summary dict after every round (progress printing).
+    fns: optional `(step, final)` from `make_round_fns`, to reuse compiled functions.
+    seed_batching: "vmap", "map" or "auto" (see `over_seeds`).
+    states: optional stacked state [S, ...] to start from (`round_fn.init_states`, or one restored
+      from a checkpoint); default: freshly initialised.
+    records: the per-seed records of the evaluations already done (as returned by this function);
+      with s rounds recorded, the run resumes at round s and `states` must be the input of round s.
+      Round keys are `fold_in(key, round)`, so a resumed run computes what an uninterrupted one
+      would.
+    on_state: called as `on_state(s, states, records)` after evaluation s - 1 is recorded, before
+      `on_round` (so a progress line means the checkpoint is written).
+    stop: stopping rules (`jaxal.stopping`), checked after every acquisition round; when a rule has
+      fired for every seed the run trains once more (the final evaluation) and ends early, and each
+      record gets "stopped": {"rule", "round"}. The rules on the stop set need `stop_set` > 0.
+  Returns:
+    one dict per seed: {"seed", "rounds": [{"round", "labels", "interactions", "test_accuracy",
+    "per_class_accuracy", "val_accuracy", "train_loss", "selected", "seconds", ...}]}.
+  """
+  check_run(round_fn, pool, test, seeds, splits)
+  rounds = round_fn.budget.rounds
+  if states is None:
+    states = round_fn.init_states(seeds, splits, pool)
+  if records is None:
+    records = [{"seed": int(s), "rounds": []} for s in seeds]
+  else:
+    records = [{**rec, "rounds": list(rec["rounds"])} for rec in records]
+  done = {len(rec["rounds"]) for rec in records}
+  if [rec["seed"] for rec in records] != [int(s) for s in seeds] or len(done) != 1:
+    raise ArgumentError(f"{{records}} are for seeds {[rec['seed'] for rec in records]} with "
+                        f"{sorted(done)} rounds; expected seeds {list(seeds)} with one count.")
+  start = done.pop()
+  if start <= rounds and not bool(jnp.all(states.round == start)):
+    raise ArgumentError(f"resuming at round {start} needs {{states}} at round {start}, got "
+                        f"{np.asarray(states.round).tolist()}.")
+  if stop is not None and stop.needs_stop_set and not round_fn.stop_set:
+    raise ArgumentError("{stop} rules on uncertainty or agreement need a stop set: make the round "
+                        "with {stop_set} > 0.")
+  tracker = stopping.StopTracker(stop, len(records)) if stop is not None and stop.active else None
+  step, final = fns or make_round_fns(round_fn, seed_batching)
+  index_map = np.arange(pool.x.shape[0]) if train_index is None else np.asarray(train_index)
+  # Resumed after a stop fired (the records say so) but before its final evaluation: do it now.
+  stopped = bool(records) and all(rec.get("stopped") for rec in records)
+  if stopped and tracker is not None:
+    tracker.fired = [rec["stopped"] for rec in records]
+  for r in range(start, rounds + 1):
+    t0 = time.perf_counter()
+    if r < rounds and not stopped:
+      states, metrics = step(states, pool, test)
+    else:
+      states, metrics = final(states, pool, test)
+    metrics = jax.device_get(metrics)
+    seconds = time.perf_counter() - t0
+    record_round(records, r, metrics, index_map, seconds)
+    last = stopped or r == rounds
+    if tracker is not None and not last:
+      labels, spent = jax.device_get((jnp.sum(states.labeled, axis=-1), states.interactions))
+      stopped = tracker.update(r, labels, spent, metrics.get("stop_uncertainty"),
+                               metrics.get("stop_predictions"))
+      if stopped:   # in the records before the checkpoint, so a resume goes straight to the final
+        for rec, fired in zip(records, tracker.fired):
+          rec["stopped"] = fired
+    if last and tracker is not None and not stopped:
+      for rec, fired in zip(records, tracker.fired):   # rules that fired for some seeds only
+        if fired is not None:
+          rec["stop_fired"] = fired
+    if on_state is not None:
+      on_state(r + 1, states, records)
+    if on_round is not None:
+      on_round({"strategy": round_fn.name, "round": r, "labels": int(metrics["labels"][0]),
+                "test_accuracy": (float(np.mean(metrics["test_accuracy"]))
+                                  if "test_accuracy" in metrics else None),
+                "seconds": seconds, "first": r == start,
+                **({"stopped": tracker.fired} if last and tracker and stopped else {})})
+    if last:
+      break
+  return records
+
+
+def make_scanned_fn(round_fn: Round, seed_batching: str = "auto"):
+  """One jitted program for a whole run: `lax.scan` of the round over `budget.rounds` rounds, then
+  the final training and evaluation, all seeds together. Called as `fn(states, pool, test) ->
+  (states, round_metrics [rounds, seeds, ...], final_metrics [seeds, ...])`."""
+  step = over_seeds(round_fn, seed_batching)
+  final = over_seeds(round_fn.train_and_evaluate, seed_batching)
+  rounds = round_fn.budget.rounds
+
+  def program(states, pool, test):
+    states, per_round = jax.lax.scan(lambda st, _: step(st, pool, test), states, None,
+                                     length=rounds)
+    states, last = final(states, pool, test)
+    return states, per_round, last
+
+  donate = (0,) if jax.default_backend() != "cpu" else ()
+  return jax.jit(program, donate_argnums=donate)
+
+
+def run_scanned(round_fn: Round, pool: LabeledArrays, test: LabeledArrays | None,
+                seeds: Sequence[int], splits: Sequence[Splits], *,
+                train_index: np.ndarray | None = None, fn=None, seed_batching: str = "auto",
+                states: ALState | None = None) -> list[dict]:
+  """`run` without checkpoints or progress: every round of every seed in one compiled program
+  (`make_scanned_fn`), with no host round trip until the end. Same keys, so the same selections and
+  (up to floating-point reassociation) the same accuracies as `run`. Each record's "seconds" is the
+  run's wall time divided by its rounds + 1 evaluations. Returns records in `run`'s format."""
+  check_run(round_fn, pool, test, seeds, splits)
+  rounds = round_fn.budget.rounds
+  if states is None:
+    states = round_fn.init_states(seeds, splits, pool)
+  if not bool(jnp.all(states.round == 0)):
+    raise ArgumentError(f"run_scanned starts at round 0; the {{states}} are at rounds "
+                        f"{np.asarray(states.round).tolist()} (resume with run).")
+  fn = fn or make_scanned_fn(round_fn, seed_batching)
+  t0 = time.perf_counter()
+  _, per_round, last = jax.device_get(fn(states, pool, test))
+  seconds = (time.perf_counter() - t0) / (rounds + 1)
+  records = [{"seed": int(s), "rounds": []} for s in seeds]
+  index_map = np.arange(pool.x.shape[0]) if train_index is None else np.asarray(train_index)
+  for r in range(rounds):
+    record_round(records, r, jax.tree.map(lambda a, r=r: a[r], per_round), index_map, seconds)
+  record_round(records, rounds, last, index_map, seconds)
+  return records
