@@ -26,7 +26,7 @@ run() {  # run WORKDIR ARGS...: one experiment, its wall time appended to $OUT/t
   local work=$OUT/$1
   shift
   local t0=$SECONDS
-  $PY -m experiments.run --workdir="$work" "$@"
+  $PY -m jaxal.cli.run --workdir="$work" "$@"
   echo "$(basename "$work") $((SECONDS - t0)) s" >> "$OUT/times.txt"
 }
 
@@ -36,13 +36,13 @@ for name in $NAMES; do
     four_metrics)
       run four_metrics_mnist --preset=four_metrics_mnist --data_dir="$DATA/mnist" $SMALL \
         --initial_size=20 --query_size=20 --rounds=8 --epochs=20 --val_size=100
-      $PY -m experiments.report "$OUT/four_metrics_mnist" --out="$OUT/report_four_metrics" \
+      $PY -m jaxal.cli.report "$OUT/four_metrics_mnist" --out="$OUT/report_four_metrics" \
         --targets=0.8,0.9 ;;
     four_metrics_binary)
       run four_metrics_mnist_01 --preset=four_metrics_mnist --data_dir="$DATA/mnist" \
         --classes=0,1 --train_limit=4000 --test_limit=1000 --initial_size=2 --query_size=2 \
         --rounds=6 --epochs=20 --val_size=20
-      $PY -m experiments.report "$OUT/four_metrics_mnist_01" --out="$OUT/report_four_metrics_01" \
+      $PY -m jaxal.cli.report "$OUT/four_metrics_mnist_01" --out="$OUT/report_four_metrics_01" \
         --targets=0.95,0.99 ;;
     four_metrics_folder)   # the fruit preset's path (image folder + super-class map) on CIFAR-10
       cat > "$OUT/vehicles_animals.json" <<'MAP'
@@ -52,7 +52,7 @@ MAP
       run four_metrics_folder --preset=four_metrics_fruits --data_dir="$DATA/cifar10-jpeg.zip" \
         --cache_dir="$CACHE" --class_map="$OUT/vehicles_animals.json" $SMALL --initial_size=20 \
         --query_size=20 --rounds=5 --epochs=20 --val_size=100
-      $PY -m experiments.report "$OUT/four_metrics_folder" --out="$OUT/report_four_metrics_folder" ;;
+      $PY -m jaxal.cli.report "$OUT/four_metrics_folder" --out="$OUT/report_four_metrics_folder" ;;
     constrained)
       dirs=()
       for ds in mnist fashion_mnist; do
@@ -66,27 +66,27 @@ MAP
         --data_dir="$DATA/cifar10-jpeg.zip" --cache_dir="$CACHE" $SMALL --rounds=10 \
         --mc_samples=10
       dirs+=("$OUT/constrained_cifar10_none")
-      $PY -m experiments.report "${dirs[@]}" --out="$OUT/report_constrained" --per_class=false ;;
+      $PY -m jaxal.cli.report "${dirs[@]}" --out="$OUT/report_constrained" --per_class=false ;;
     constrained_ideal)
       run constrained_ideal_mnist --preset=constrained_ideal --data_dir="$DATA/mnist" $SMALL \
         --initial_size=200 --query_size=200 --rounds=4 --val_size=1000 --mc_samples=10
-      $PY -m experiments.report "$OUT/constrained_ideal_mnist" --out="$OUT/report_constrained_ideal" \
+      $PY -m jaxal.cli.report "$OUT/constrained_ideal_mnist" --out="$OUT/report_constrained_ideal" \
         --per_class=false ;;
     hybrid)
       run hybrid_cifar10 --preset=hybrid_cifar10 --data_dir="$DATA/cifar10-jpeg.zip" \
         --cache_dir="$CACHE" $SMALL --initial_size=200 --query_size=200 --rounds=4 --epochs=10 \
         --val_size=500 --val_every=2
-      $PY -m experiments.report "$OUT/hybrid_cifar10" --out="$OUT/report_hybrid" ;;
+      $PY -m jaxal.cli.report "$OUT/hybrid_cifar10" --out="$OUT/report_hybrid" ;;
     cluster)
       run cluster_cifar10 --preset=cluster_cifar10 --data_dir="$DATA/cifar10-jpeg.zip" \
         --cache_dir="$CACHE" $SMALL --initial_size=200 --query_size=50 --clusters_per_round=10 \
         --cluster_size=100 --rounds=4 --epochs=10 --val_size=500 --val_every=2
-      $PY -m experiments.report "$OUT/cluster_cifar10" --out="$OUT/report_cluster" ;;
+      $PY -m jaxal.cli.report "$OUT/cluster_cifar10" --out="$OUT/report_cluster" ;;
     cluster_mnist)   # the five scenarios where a CNN's clusters can be pure (LeNet-5 for speed)
       run cluster_mnist --preset=cluster_cifar10 --dataset=idx --data_dir="$DATA/mnist" \
         --model=lenet5 $SMALL --initial_size=20 --query_size=20 --clusters_per_round=10 \
         --cluster_size=100 --rounds=4 --epochs=20 --val_size=100
-      $PY -m experiments.report "$OUT/cluster_mnist" --out="$OUT/report_cluster_mnist" ;;
+      $PY -m jaxal.cli.report "$OUT/cluster_mnist" --out="$OUT/report_cluster_mnist" ;;
     *)
       echo "reduced_scale.sh: unknown name '$name'; accepted: four_metrics four_metrics_binary" \
         "four_metrics_folder" \

@@ -5,7 +5,9 @@ Layout: `<workdir>/checkpoints/<strategy>/<step>/` with two items,
   state: the stacked `ALState` of all seeds (leading seed axis [S, ...]; keys are raw uint32 [S, 2]
          `jax.random.PRNGKey`s, so orbax's standard handler stores them as plain arrays);
   meta:  JSON {"step", "complete", "seeds", "records", "checksums"}: the per-seed records of the
-         evaluations done so far (`jaxal.run`'s output format) and a CRC-32 of every state leaf.
+         evaluations done so far (`jaxal.run`'s output format) and a CRC-32 of every state leaf;
+         "empty_leaves" lists [leaf index, shape] of zero-size leaves (orbax cannot store them; they
+         are saved as one-element placeholders and restored with their exact shape).
 
 Step s means "s evaluations done": the state is the input of round s (`state.round == s` for every
 seed), and `records[i]["rounds"]` holds rounds 0..s-1. The last step of a strategy, `rounds + 1`,
@@ -21,10 +23,12 @@ then moves it to `<workdir>/checkpoints/_corrupt/` and falls back to the previou
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import logging
 import os
 import shutil
+import sys
 import time
 import zlib
 from typing import Any, Callable, Iterator, Sequence
@@ -39,15 +43,46 @@ CORRUPT_DIR = "_corrupt"
 @contextlib.contextmanager
 def _quiet_orbax() -> Iterator[None]:
   """Orbax logs several INFO lines per save through absl, which `absl.app` sends to stderr; keep
-  them out of the progress output (warnings still show)."""
+  them out of the progress output (warnings still show), and drop the exceptions orbax logs with
+  their tracebacks (a failed write or read): they reach jaxal, which reports them in one line."""
   logger = logging.getLogger("absl")
   level = logger.level
   if logger.getEffectiveLevel() < logging.WARNING:
     logger.setLevel(logging.WARNING)
+  _hide_closed_loop_noise()
+  _ORBAX_FILTER.quiet += 1
   try:
     yield
   finally:
+    _ORBAX_FILTER.quiet -= 1
     logger.setLevel(level)
+
+
+class _OrbaxInfoFilter(logging.Filter):
+  """Drops orbax's INFO (and DEBUG) housekeeping lines, e.g. "Cleaning up existing temporary
+  directories", which absl would print to stderr; its warnings and errors pass."""
+
+  quiet = 0  # > 0 inside `_quiet_orbax`: orbax's logged exceptions are dropped too
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if f"{os.sep}orbax{os.sep}" not in (record.pathname or ""):
+      return True
+    if self.quiet and record.exc_info:
+      return False  # the exception reaches jaxal, which reports it in one line
+    return record.levelno >= logging.WARNING
+
+
+def _install_orbax_info_filter() -> _OrbaxInfoFilter:
+  logger = logging.getLogger("absl")
+  for f in logger.filters:
+    if isinstance(f, _OrbaxInfoFilter):
+      return f
+  f = _OrbaxInfoFilter()
+  logger.addFilter(f)
+  return f
+
+
+_ORBAX_FILTER = _install_orbax_info_filter()
 
 
 def _drop_failed_reads() -> None:
@@ -60,6 +95,85 @@ def _drop_failed_reads() -> None:
     gc.collect()
   finally:
     logger.setLevel(level)
+
+
+def _fill_empty(tree: Any) -> tuple[Any, list[list]]:
+  """Orbax refuses zero-size arrays (e.g. the validation set of a run with --val_size=0): replace
+  each by a one-element placeholder of its dtype. Returns (tree, [[leaf index, shape], ...]) for
+  `_restore_empty`."""
+  leaves, treedef = jax.tree_util.tree_flatten(tree)
+  empty, out = [], []
+  for i, x in enumerate(leaves):
+    if int(np.prod(x.shape)) == 0:
+      empty.append([i, [int(d) for d in x.shape]])
+      x = (jax.ShapeDtypeStruct((1,), x.dtype) if isinstance(x, jax.ShapeDtypeStruct)
+           else np.zeros((1,), x.dtype))
+    out.append(x)
+  return jax.tree_util.tree_unflatten(treedef, out), empty
+
+
+def _restore_empty(tree: Any, empty: Sequence[Sequence]) -> Any:
+  """Puts back the zero-size leaves `_fill_empty` replaced, with their exact shapes and dtypes."""
+  if not empty:
+    return tree
+  leaves, treedef = jax.tree_util.tree_flatten(tree)
+  for i, shape in empty:
+    leaves[i] = jax.numpy.zeros(tuple(shape), leaves[i].dtype)
+  return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _errno_of(e: BaseException) -> int | None:
+  """The errno of a file-system failure that orbax or tensorstore reports as text (or chains)."""
+  for _ in range(8):  # the exception and what it chains
+    if e is None:
+      break
+    if isinstance(e, OSError) and e.errno is not None:
+      return e.errno
+    text = str(e)
+    for code in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT):
+      if os.strerror(code) in text:
+        return code
+    e = e.__cause__ or e.__context__
+  return None
+
+
+def _closed_loop_noise(exc_type, exc, tb) -> bool:
+  """Tensorstore reads still in flight when orbax's event loop closed after a failed restore call
+  back into that loop and print "RuntimeError: Event loop is closed" (one traceback each)."""
+  return (exc_type is RuntimeError and str(exc) == "Event loop is closed"
+          and tb is not None and "asyncio" in tb.tb_frame.f_code.co_filename)
+
+
+def _hide_closed_loop_noise() -> None:
+  """Installs (once) hooks that drop `_closed_loop_noise` and pass everything else on."""
+  if getattr(sys.excepthook, "_jaxal_quiet", False):
+    return
+  previous_except, previous_unraisable = sys.excepthook, sys.unraisablehook
+
+  def excepthook(exc_type, exc, tb):
+    if not _closed_loop_noise(exc_type, exc, tb):
+      previous_except(exc_type, exc, tb)
+
+  def unraisablehook(args):
+    if not _closed_loop_noise(args.exc_type, args.exc_value, args.exc_traceback):
+      previous_unraisable(args)
+
+  excepthook._jaxal_quiet = True  # type: ignore[attr-defined]
+  sys.excepthook, sys.unraisablehook = excepthook, unraisablehook
+  logging.getLogger("asyncio").addFilter(_orbax_unretrieved)
+
+
+def _orbax_unretrieved(record: logging.LogRecord) -> bool:
+  """Drops asyncio's "exception was never retrieved" for orbax's writes and reads that failed
+  with the error jaxal already reports (a full disk, a damaged checkpoint)."""
+  if "never retrieved" not in str(record.msg) or not record.exc_info:
+    return True
+  tb = record.exc_info[2]
+  while tb is not None:
+    if f"{os.sep}orbax{os.sep}" in tb.tb_frame.f_code.co_filename:
+      return False
+    tb = tb.tb_next
+  return True
 
 
 class CheckpointError(RuntimeError):
@@ -128,23 +242,37 @@ class StrategyCheckpoints:
     meta = {"step": int(step), "complete": bool(complete),
             "seeds": [int(r["seed"]) for r in records], "records": list(records),
             "checksums": checksums(states)}
-    with _quiet_orbax():
-      self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(states),
-                                                      meta=ocp.args.JsonSave(meta)), force=True)
-      self.manager.wait_until_finished()
+    states, meta["empty_leaves"] = _fill_empty(states)
+    try:
+      with _quiet_orbax():
+        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(states),
+                                                        meta=ocp.args.JsonSave(meta)), force=True)
+        self.manager.wait_until_finished()
+    except OSError as e:
+      _hide_closed_loop_noise()
+      if e.filename is None:
+        raise OSError(e.errno, e.strerror, self.directory) from e
+      raise
+    except Exception as e:  # tensorstore reports file-system errors as ValueError and others
+      _hide_closed_loop_noise()
+      code = _errno_of(e)
+      if code is None:
+        raise
+      raise OSError(code, os.strerror(code), self.directory) from e
     return True
 
   def restore(self, step: int, target: Any, seeds: Sequence[int]) -> tuple[Any, list[dict], bool]:
     """Restores `step` into the structure, shapes and dtypes of `target` (a state or its
     `jax.eval_shape`). Returns (states, records, complete); raises CheckpointError if the step is
     unreadable or inconsistent."""
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    abstract, empty = _fill_empty(jax.tree.map(ocp.utils.to_shape_dtype_struct, target))
     try:
       with _quiet_orbax():
         out = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
       states, meta = out["state"], out["meta"]
     except Exception as e:  # orbax/tensorstore raise many types for damaged files
+      _hide_closed_loop_noise()
       _drop_failed_reads()
       detail = " ".join(str(e).split())
       raise CheckpointError(f"cannot be read ({type(e).__name__}: {detail[:300]})") from e
@@ -156,6 +284,9 @@ class StrategyCheckpoints:
     if (not isinstance(records, list) or len(records) != len(seeds)
         or any(len(r.get("rounds", ())) != step for r in records)):
       raise CheckpointError(f"has records that do not hold {step} rounds per seed")
+    if meta.get("empty_leaves", []) != empty:
+      raise CheckpointError("holds arrays of other shapes than this run's state")
+    states = _restore_empty(states, empty)
     if meta.get("checksums") != checksums(states):
       raise CheckpointError("fails its checksums (the state files were altered)")
     rounds = np.asarray(jax.device_get(states.round))
@@ -172,6 +303,13 @@ class StrategyCheckpoints:
     A step that fails is moved to `<workdir>/checkpoints/_corrupt/` (so later saves can reuse its
     number) and the previous one is tried, with a message naming both."""
     for step in reversed(self.steps()):
+      if step <= self.rounds and self._final_of_a_shorter_run(step):
+        # The run was extended (more rounds): that step's final training is redone as an ordinary
+        # round from the step before it, which computes the same evaluation bit for bit.
+        self._retire(step)
+        self.log(f"[{self.strategy}] extending: the final training of the {step - 1}-round run is "
+                 f"redone as round {step - 1} of {self.rounds}")
+        continue
       try:
         states, records, complete = self.restore(step, target, seeds)
         return step, states, records, complete
@@ -183,6 +321,24 @@ class StrategyCheckpoints:
         self.log(f"[{self.strategy}] warning: checkpoint step {step} {e}; moved it to {moved}; "
                  f"{then}.")
     return None
+
+  def _final_of_a_shorter_run(self, step: int) -> bool:
+    """Whether `step` holds the final evaluation of a run with fewer rounds (complete, not ended
+    by a stopping rule)."""
+    try:
+      with _quiet_orbax():
+        meta = self.manager.restore(step, args=ocp.args.Composite(
+            meta=ocp.args.JsonRestore()))["meta"]
+    except Exception:  # pylint: disable=broad-except  (a damaged step: restore() will say so)
+      _drop_failed_reads()
+      return False
+    return (isinstance(meta, dict) and bool(meta.get("complete"))
+            and not stopped_and_final(meta.get("records") or []))
+
+  def _retire(self, step: int) -> None:
+    shutil.rmtree(os.path.join(self.directory, str(step)), ignore_errors=True)
+    with _quiet_orbax():
+      self.manager.reload()
 
   def _quarantine(self, step: int) -> str:
     src = os.path.join(self.directory, str(step))

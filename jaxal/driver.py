@@ -9,13 +9,19 @@ record per seed in the format of results.json.
 """
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import dataclasses
+import threading
 import time
+import warnings
 from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxal import progress as progress_lib
 from jaxal import stopping
 from jaxal.data.splits import Splits
 from jaxal.errors import ArgumentError
@@ -24,8 +30,11 @@ from jaxal.round import Round, over_seeds
 from jaxal.state import ALState, LabeledArrays
 
 
-def make_round_fns(round_fn: Round, seed_batching: str = "auto"):
-  """(step, final): the jitted round and final training+evaluation over a leading seed axis."""
+def make_round_fns(round_fn: Round, seed_batching: str = "auto", progress_hooks: bool = False):
+  """(step, final): the jitted round and final training+evaluation over a leading seed axis; with
+  `progress_hooks`, programs that report their phases to `jaxal.progress` (same values)."""
+  if progress_hooks and not round_fn.progress_hooks:
+    round_fn = dataclasses.replace(round_fn, progress_hooks=True)
   donate = (0,) if jax.default_backend() != "cpu" else ()
   step = jax.jit(over_seeds(round_fn, seed_batching), donate_argnums=donate)
   final = jax.jit(over_seeds(round_fn.train_and_evaluate, seed_batching))
@@ -126,6 +135,67 @@ def check_run(round_fn: Round, pool: LabeledArrays, test: LabeledArrays | None,
 
 
 # -------------------------------------------------------------------------------------------------
+# compiling ahead
+
+_BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"   # jax.monitoring's event
+_compiles = threading.local()
+_listening = []
+
+
+def _compiles_here() -> int:
+  """XLA compilations so far in this thread (a jax.monitoring listener counts them): a round whose
+  call raised it compiled (a persistent-cache hit does not count)."""
+  if not _listening:
+    def count(event, seconds, **kwargs):
+      del seconds, kwargs
+      if event == _BACKEND_COMPILE:
+        _compiles.n = getattr(_compiles, "n", 0) + 1
+    _listening.append(count)
+    jax.monitoring.register_event_duration_secs_listener(count)
+  return getattr(_compiles, "n", 0)
+
+
+def _spec(a):
+  if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+    return a
+  aval = getattr(a, "aval", None)   # an uncommitted array (the default device) has no sharding
+  return jax.ShapeDtypeStruct(a.shape, a.dtype,
+                              sharding=a.sharding if getattr(a, "_committed", False) else None,
+                              weak_type=bool(getattr(aval, "weak_type", False)))
+
+
+class _FinalAhead:
+  """Compiles the final program (`final.lower(...).compile()`, for the shapes of the round's
+  input) in a background thread while the first round runs; the jitted `final` then finds it
+  compiled, so the last round does not stop to compile. `get()` waits for it and says whether it
+  had to wait. A failure here only means `final` compiles when called."""
+
+  def __init__(self, final, states, pool, test):
+    self.future, self.pool = None, None
+    if hasattr(final, "lower"):
+      specs = jax.tree.map(_spec, (states, pool, test))
+      self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxal-compile")
+      self.future = self.pool.submit(lambda: final.lower(*specs).compile())
+
+  def get(self) -> bool:
+    if self.future is None:
+      return False
+    waited = not self.future.done()
+    try:
+      self.future.result()
+    except Exception:  # pylint: disable=broad-except
+      pass
+    self.future = None
+    self.close()
+    return waited
+
+  def close(self):
+    if self.pool is not None:
+      self.pool.shutdown(wait=True)
+      self.pool = None
+
+
+# -------------------------------------------------------------------------------------------------
 # drivers
 
 def run(round_fn: Round, pool: LabeledArrays, test: LabeledArrays | None, seeds: Sequence[int],
@@ -133,7 +203,8 @@ def run(round_fn: Round, pool: LabeledArrays, test: LabeledArrays | None, seeds:
         on_round: Callable[[dict], None] | None = None, fns=None, seed_batching: str = "auto",
         states: ALState | None = None, records: Sequence[dict] | None = None,
         on_state: Callable[[int, ALState, list[dict]], None] | None = None,
-        stop: stopping.StopRules | None = None) -> list[dict]:
+        stop: stopping.StopRules | None = None,
+        progress: progress_lib.Reporter | None = None, compile_ahead: bool = True) -> list[dict]:
   """Runs `round_fn.budget.rounds` acquisition rounds for all seeds in one program (see
   `over_seeds`), then a final training; optionally resumes from a checkpoint.
 
@@ -143,7 +214,10 @@ def run(round_fn: Round, pool: LabeledArrays, test: LabeledArrays | None, seeds:
       (no test metrics).
     seeds, splits: one split per seed (validation and initial sets over the pool).
     train_index: maps pool positions to the dataset's original training order (for `selected`).
-    on_round: called with a summary dict after every round (progress printing).
+    on_round: called with a summary dict after every round (progress printing): "strategy",
+      "round", "labels", "test_accuracy", "train_loss" (means over seeds), "seconds", "first",
+      "compiled" (the round compiled its program), "warning" (the training-divergence warning,
+      once per run, else None; without `on_round` it is issued with `warnings.warn`).
     fns: optional `(step, final)` from `make_round_fns`, to reuse compiled functions.
     seed_batching: "vmap", "map" or "auto" (see `over_seeds`).
     states: optional stacked state [S, ...] to start from (`round_fn.init_states`, or one restored
@@ -157,6 +231,10 @@ def run(round_fn: Round, pool: LabeledArrays, test: LabeledArrays | None, seeds:
     stop: stopping rules (`jaxal.stopping`), checked after every acquisition round; when a rule has
       fired for every seed the run trains once more (the final evaluation) and ends early, and each
       record gets "stopped": {"rule", "round"}. The rules on the stop set need `stop_set` > 0.
+    progress: a `jaxal.progress.Reporter` showing each round's phases, loss and ETA while it runs
+      (the programs then report their phases through host callbacks; same values).
+    compile_ahead: compile the final program in a background thread during the first round
+      (it is a different program from the round), so the last round does not stop to compile.
   Returns:
     one dict per seed: {"seed", "rounds": [{"round", "labels", "interactions", "test_accuracy",
     "per_class_accuracy", "val_accuracy", "train_loss", "selected", "seconds", ...}]}.
@@ -181,21 +259,54 @@ def run(round_fn: Round, pool: LabeledArrays, test: LabeledArrays | None, seeds:
     raise ArgumentError("{stop} rules on uncertainty or agreement need a stop set: make the round "
                         "with {stop_set} > 0.")
   tracker = stopping.StopTracker(stop, len(records)) if stop is not None and stop.active else None
-  step, final = fns or make_round_fns(round_fn, seed_batching)
+  step, final = fns or make_round_fns(round_fn, seed_batching, progress_hooks=progress is not None)
   index_map = np.arange(pool.x.shape[0]) if train_index is None else np.asarray(train_index)
   # Resumed after a stop fired (the records say so) but before its final evaluation: do it now.
   stopped = bool(records) and all(rec.get("stopped") for rec in records)
   if stopped and tracker is not None:
     tracker.fired = [rec["stopped"] for rec in records]
+  ahead = _FinalAhead(final, states, pool, test) if compile_ahead and start <= rounds else None
+  watch = progress_lib.DivergenceWatch(num_classes=round_fn.num_classes)
+  if records[0]["rounds"]:   # resumed: the first round's losses are in the records
+    watch.update(0, [rec["rounds"][0]["train_loss"] for rec in records])
+  if progress is not None:
+    progress.start_strategy(round_fn.name, rounds, seeds=len(records), start=start)
+  try:
+    with progress_lib.active(progress) if progress is not None else contextlib.nullcontext():
+      return _run_rounds(round_fn, pool, test, step, final, ahead, watch, progress, states,
+                         records, start, stopped, tracker, index_map, on_state, on_round)
+  finally:
+    if ahead is not None:
+      ahead.close()
+    if progress is not None:
+      progress.finish_strategy()
+
+
+def _run_rounds(round_fn, pool, test, step, final, ahead, watch, progress, states, records, start,
+                stopped, tracker, index_map, on_state, on_round):
+  """`run`'s loop over rounds, from round `start`."""
+  rounds = round_fn.budget.rounds
   for r in range(start, rounds + 1):
+    is_final = not (r < rounds and not stopped)
+    if progress is not None:   # the first round compiles, unless given compiled functions
+      progress.start_round(r, final=is_final, compiling=r == start)
+    before = _compiles_here()
     t0 = time.perf_counter()
-    if r < rounds and not stopped:
-      states, metrics = step(states, pool, test)
-    else:
-      states, metrics = final(states, pool, test)
+    waited = ahead.get() if is_final and ahead is not None else False
+    fn = final if is_final else step
+    states, metrics = fn(states, pool, test)
     metrics = jax.device_get(metrics)
+    if progress is not None:
+      jax.effects_barrier()   # the round's phase callbacks have all run
+    if r == start and ahead is not None and not is_final:
+      ahead.get()   # the final program compiled during this (compiling) round
     seconds = time.perf_counter() - t0
+    compiled = waited or _compiles_here() != before
     record_round(records, r, metrics, index_map, seconds)
+    loss = np.asarray(metrics["train_loss"], np.float64)
+    warning = watch.update(r, loss)
+    if progress is not None:
+      progress.end_round(seconds, compiled=compiled)
     last = stopped or r == rounds
     if tracker is not None and not last:
       labels, spent = jax.device_get((jnp.sum(states.labeled, axis=-1), states.interactions))
@@ -214,8 +325,11 @@ def run(round_fn: Round, pool: LabeledArrays, test: LabeledArrays | None, seeds:
       on_round({"strategy": round_fn.name, "round": r, "labels": int(metrics["labels"][0]),
                 "test_accuracy": (float(np.mean(metrics["test_accuracy"]))
                                   if "test_accuracy" in metrics else None),
-                "seconds": seconds, "first": r == start,
+                "train_loss": float(np.mean(loss)), "warning": warning,
+                "seconds": seconds, "first": r == start, "compiled": compiled,
                 **({"stopped": tracker.fired} if last and tracker and stopped else {})})
+    elif warning is not None:
+      warnings.warn(f"{round_fn.name}: {warning}", RuntimeWarning, stacklevel=3)
     if last:
       break
   return records

@@ -18,17 +18,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxal import checkpointing, driver, human, models, registry, reporting, scoring, training
+from jaxal.lock import holding_workdir_lock
 from jaxal.data import DatasetError, channel_stats, make_splits, normalize
 from jaxal.errors import ArgumentError
+from jaxal import progress as progress_lib
 from jaxal.round import make_round
 from jaxal.settings import (ConfigError, check_budget, flag_error, parse_list, prepare_dataset,
                             stop_rules, train_config, validate)
 from jaxal.state import Budget, LabeledArrays, Uncertainty
-from jaxal.workdir import _checkpoint_settings, _complete_runs, _prepare_workdir
+from jaxal.workdir import _checkpoint_settings, _complete_runs, _prepare_workdir, seed_groups
 
 __all__ = ["ConfigError", "run_experiment", "write_results", "validate"]
 
 
+@holding_workdir_lock  # one run per workdir at a time (jaxal.lock)
 def run_experiment(cfg: Mapping[str, Any], workdir: str,
                    log: Callable[[str], None] = print, stdin: TextIO | None = None,
                    stdout: TextIO | None = None) -> dict:
@@ -87,6 +90,8 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
                    "jax_version": jax.__version__, "backend": jax.default_backend(),
                    "dropout_masks": models.DROPOUT_MASKS}
   names = parse_list(cfg["strategies"])
+  groups = seed_groups(workdir, len(seeds), overwrite)
+  config_record["seed_groups"] = groups
   previous = _prepare_workdir(workdir, config_record, overwrite, log)
   done = _complete_runs(previous, names, seeds, int(cfg["rounds"]))
   if len(done) == len(names):
@@ -106,6 +111,7 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
         f"{os.path.join(workdir, 'checkpoints')}")
 
   results = {"config": config_record, "runs": []}
+  reporter = progress_lib.Reporter.for_terminal(stdout)   # the live line while a round runs
   for name in names:
     try:
       round_fn = make_round(model, tx, registry.strategy(name, cfg), budget=budget, train=tc,
@@ -117,9 +123,17 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
     started = time.perf_counter()
 
     def progress(p, name=name):
-      note = " (includes compilation)" if p["first"] else ""
+      note = " (includes compilation)" if p.get("compiled", p["first"]) else ""
+      loss = f"  loss {p['train_loss']:.3g}" if p.get("train_loss") is not None else ""
+      eta = reporter.eta_text()
       log(f"[{name}] round {p['round']:>3}/{cfg['rounds']}  labels {p['labels']:>5}  "
-          f"test acc {p['test_accuracy']:.4f} (mean of {len(seeds)})  {p['seconds']:.2f}s{note}")
+          f"test acc {p['test_accuracy']:.4f} (mean of {len(seeds)}){loss}  "
+          f"{p['seconds']:.2f}s{note}" + (f"  {eta}" if eta else ""))
+      if p.get("warning"):
+        log(f"[{name}] warning: {p['warning']} (--learning_rate={cfg['learning_rate']:g})")
+
+    progress.reporter = reporter   # driver.run shows the phases of each round through it
+    reporter.strategies_after = sum(n not in done for n in names[names.index(name) + 1:])
 
     if name in done:
       log(f"[{name}] already complete; kept from the previous run")
@@ -138,8 +152,11 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
         results["paused"] = paused
         return results
     else:
-      records = _run_strategy(round_fn, pool, test, seeds, splits, cfg, ds.train_index,
-                              workdir, every, keep, progress, log)
+      records = []
+      for g, group in enumerate(groups):   # seeds added to a run later have their own checkpoints
+        records += _run_strategy(round_fn, pool, test, group, [splits[s] for s in group], cfg,
+                                 ds.train_index, workdir, every, keep, progress, log,
+                                 name if g == 0 else f"{name}@seeds{group[0]}-{group[-1]}")
     for rec in records:
       results["runs"].append({"strategy": name, **rec})
     log(f"[{name}] done in {time.perf_counter() - started:.1f}s")
@@ -152,6 +169,9 @@ def write_results(results: Mapping, workdir: str) -> None:
   reporting.write_json_atomic(os.path.join(workdir, "results.json"), results)
   cfg = results["config"]
   title = f"{cfg.get('dataset')} / {cfg.get('model')}, {cfg.get('seeds')} seeds"
+  if cfg.get("train_limit") or cfg.get("test_limit"):
+    title += (f" (reduced: train {cfg.get('train_limit') or 'all'}, "
+              f"test {cfg.get('test_limit') or 'all'})")
   reporting.plot_curves(results["runs"], os.path.join(workdir, "curves.png"), title=title)
   reporting.plot_curves(results["runs"], os.path.join(workdir, "curves_interactions.png"),
                         x_key="interactions", title=title)
@@ -162,16 +182,17 @@ def write_results(results: Mapping, workdir: str) -> None:
 def _run_strategy(round_fn, pool: LabeledArrays, test: LabeledArrays, seeds: list[int],
                   splits: list, cfg: Mapping[str, Any], train_index: np.ndarray, workdir: str,
                   every: int, keep: int, progress: Callable[[dict], None],
-                  log: Callable[[str], None]) -> list[dict]:
+                  log: Callable[[str], None], checkpoint_name: str | None = None) -> list[dict]:
   """One strategy's seeds, resumed from its newest good checkpoint and checkpointed every `every`
   evaluations (no checkpoints when `every` is 0). Returns the per-seed records of `driver.run`."""
   run = functools.partial(driver.run, round_fn, pool, test, seeds, splits,
                           train_index=train_index, on_round=progress,
+                          progress=getattr(progress, "reporter", None),
                           seed_batching=cfg["seed_batching"], stop=stop_rules(cfg))
   if not every:
     return run()
   fresh = round_fn.init_states(seeds, splits, pool)
-  name = round_fn.name
+  name = checkpoint_name or round_fn.name
   ckpt = checkpointing.StrategyCheckpoints(workdir, name, round_fn.budget.rounds, every, keep, log)
   try:
     found = ckpt.restore_latest(fresh, seeds)

@@ -9,29 +9,50 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import textwrap
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 
+def _umask() -> int:
+  """The process's umask, read without changing it where /proc allows (else set and restored)."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError):
+    pass
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
 def write_atomic(path: str, text: str | bytes) -> None:
   """Writes `path` through a temporary file in the same folder and a rename, so a reader (or a
-  crash) never sees a half-written file."""
+  crash) never sees a half-written file. The file gets the mode a plain `open` would give it
+  (0666 less the umask), not the temporary file's 0600. An OSError names `path`."""
   folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
   mode = "wb" if isinstance(text, bytes) else "w"
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+  tmp = None
   try:
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
     with os.fdopen(fd, mode) as f:
+      os.fchmod(f.fileno(), 0o666 & ~_umask())
       f.write(text)
     os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
+  except BaseException as e:
+    if tmp is not None and os.path.exists(tmp):
       os.unlink(tmp)
+    if isinstance(e, OSError) and e.filename is None:
+      raise OSError(e.errno, e.strerror, path) from e
     raise
 
 
 def write_json_atomic(path: str, obj: Any) -> None:
+  """`write_atomic` of `obj` as indented JSON (NaN refused)."""
   write_atomic(path, json.dumps(obj, indent=1, allow_nan=False) + "\n")
 
 
@@ -131,6 +152,9 @@ def summary_markdown(results: Mapping, x_key: str = "labels") -> str:
   runs = results["runs"]
   agg = aggregate(runs, "test_accuracy", x_key)
   lines = ["# Active-learning run", ""]
+  reduced = reduced_scale_line(cfg)
+  if reduced:
+    lines += [reduced, ""]
   keys = ("dataset", "data_dir", "model", "uncertainty", "strategies", "seeds", "initial_size",
           "query_size", "rounds", "epochs", "val_size", "pool_subset", "classes")
   lines += [f"- **{k}**: {cfg[k]}" for k in keys if cfg.get(k) not in (None, "")]
@@ -180,6 +204,15 @@ def summary_markdown(results: Mapping, x_key: str = "labels") -> str:
   return "\n".join(lines) + "\n"
 
 
+def reduced_scale_line(config: Mapping[str, Any]) -> str:
+  """"Reduced scale: train_limit=3000, test_limit=1000 (a class-stratified sample)" when the run
+  kept only a sample of the training or test split (`--train_limit` / `--test_limit`), else ""."""
+  parts = [f"{k}={config[k]}" for k in ("train_limit", "test_limit") if config.get(k)]
+  if not parts:
+    return ""
+  return f"Reduced scale: {', '.join(parts)} (a class-stratified sample)."
+
+
 def experiment_label(config: Mapping[str, Any]) -> str:
   """A short "dataset / model" name for a results directory's config (the data folder's name for
   idx / folder / npz datasets; the class subset, merge map and input noise when set)."""
@@ -209,6 +242,7 @@ def _save(fig, path: str) -> None:
   os.close(fd)
   try:
     fig.savefig(tmp, format="png")
+    os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; a picture is an ordinary file
     os.replace(tmp, path)
   finally:
     plt.close(fig)
@@ -233,7 +267,7 @@ def plot_groups(groups: Mapping[str, Sequence[Mapping]], path: str, x_key: str =
                       label=f"{strategy} (n={a['n']})")
       ax.fill_between(a["x"], a["mean"] - a["stderr"], a["mean"] + a["stderr"],
                       color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set_title(name, fontsize=9)
+    ax.set_title(textwrap.fill(name, 60), fontsize=9)
     ax.set_xlabel({"labels": "labeled images", "interactions": "human interactions"}.get(
         x_key, x_key))
     ax.set_ylabel(metric.replace("_", " "))
@@ -293,20 +327,32 @@ def plot_per_class(runs: Sequence[Mapping], path: str, class_names: Sequence[str
 
 
 def paper_table(groups: Mapping[str, Sequence[Mapping]], error: bool = False,
-                targets: Sequence[float] = (), metric: str = "test_accuracy") -> str:
+                targets: Sequence[float] = (), metric: str = "test_accuracy",
+                notes: Mapping[str, str] | None = None) -> str:
   """A markdown table in the papers' form: one row per experiment x strategy with the number of
   seeds, the final budget, the final test accuracy (or test error with `error`) as mean ± standard
   error over seeds, the AUBC (mean ± s.e. of the per-seed values), the final expected calibration
   error (when recorded) and, for each target accuracy,
   the labels at which the mean curve first reaches it. `metric` is the per-round accuracy read
-  ("test_accuracy", or "test_accuracy_mc" for runs with `--test_mc_samples`)."""
+  ("test_accuracy", or "test_accuracy_mc" for runs with `--test_mc_samples`).
+
+  With several groups (experiments, or runs of one experiment with different settings), each is a
+  section of its own: a "### <group name>" heading, its `notes` line (e.g. the reduced scale) and
+  its rows; a single group's note is written above its table."""
   what = "test error (%)" if error else "test accuracy (%)"
   if metric == "test_accuracy_mc":
     what = "MC-dropout " + what
   head = ["experiment", "strategy", "seeds", "labels", f"final {what}", "AUBC (%)", "final ECE"]
   head += [f"labels to {t:.0%}" for t in targets]
-  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  notes = notes or {}
+  sections = len(groups) > 1
+  lines: list[str] = []
   for name, runs in groups.items():
+    if sections:
+      lines += ([""] if lines else []) + [f"### {name}", ""]
+    if notes.get(name):
+      lines += [notes[name], ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for strategy, a in aggregate(runs, metric, "labels").items():
       final = a["values"][:, -1]
       vals = (1.0 - final) if error else final

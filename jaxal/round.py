@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxal import acquisition, annotation, scoring, training
+from jaxal import acquisition, annotation, progress, scoring, training
 from jaxal import metrics as metrics_lib
 from jaxal.data.splits import Splits
 from jaxal.errors import ArgumentError, check_int
@@ -77,6 +77,14 @@ class Round:
   num_classes: int
   pool_subset: int = 0
   stop_set: int = 0
+  # Static: call jaxal.progress at phase boundaries (host callbacks); False stages nothing.
+  progress_hooks: bool = False
+
+  def _phase(self, name: str, *after: jax.Array) -> None:
+    """With `progress_hooks`, phase `name` starts once `after` is computed: tells the host
+    (`jaxal.progress.phase_callback`, once per seed). The callback only reads the values."""
+    if self.progress_hooks:
+      jax.debug.callback(functools.partial(progress.phase_callback, name), *after)
 
   @property
   def name(self) -> str:
@@ -165,7 +173,9 @@ class Round:
     """`train`, then validation (and, with a `test` set, test) metrics.
 
     Returns (state with the trained variables, metrics dict of scalars/arrays)."""
+    self._phase("train", state.round)
     state, loss, info = self.train(state, pool)
+    self._phase("evaluate", loss)
     val_acc, _, _ = self.evaluate(state, pool.x[state.val], pool.y[state.val])
     metrics = {"labels": state.num_labeled, "interactions": state.interactions,
                "val_accuracy": val_acc, "train_loss": loss,
@@ -213,6 +223,7 @@ class Round:
 
     Returns (next state, metrics with "selected": int32 [K])."""
     state, metrics = self.train_and_evaluate(state, pool, test)
+    self._phase("select", metrics.get("test_accuracy", metrics["val_accuracy"]))
     if self.annotates_clusters:
       state, extra = annotation.cluster_round(state, pool, strategy=self.strategy,
                                               **self._acquisition(pool))

@@ -214,11 +214,18 @@ def prepare_dataset(cfg: Mapping[str, Any]) -> Dataset:
       ds = subset_classes(ds, [_as_class(t) for t in parse_list(cfg["classes"])])
     except DatasetError as e:
       raise ConfigError(f"--classes: {e}") from e
+    if ds.num_classes < 2:
+      raise ConfigError(f"--classes={cfg['classes']}: active learning needs at least two classes, "
+                        f"got {ds.num_classes} ({', '.join(map(str, ds.class_names))}); name two "
+                        "or more.")
   if cfg["class_map"]:
     try:
       ds = merge_classes(ds, load_class_map(cfg["class_map"]), drop_unmapped=True)
     except DatasetError as e:
       raise ConfigError(f"--class_map: {e}") from e
+    if ds.num_classes < 2:
+      raise ConfigError(f"--class_map={cfg['class_map']}: active learning needs at least two "
+                        f"classes, got {ds.num_classes}; map to two or more.")
   if cfg["train_limit"] or cfg["test_limit"]:
     try:
       ds = subsample(ds, int(cfg["train_limit"]), int(cfg["test_limit"]))

@@ -13,7 +13,7 @@ import shutil
 from typing import Any, Callable, Mapping
 
 from jaxal import checkpointing, human
-from jaxal.settings import ConfigError
+from jaxal.settings import ConfigError, parse_list
 
 
 # Settings that do not change the results: a resumed run may change them freely.
@@ -78,10 +78,12 @@ def _prepare_workdir(workdir: str, config_record: Mapping[str, Any], overwrite: 
   except (OSError, ValueError) as e:
     raise ConfigError(f"--workdir={workdir}: cannot read its config.json ({e}); use --overwrite "
                       "to replace the run.") from e
-  diffs = config_differences(_comparable(old), _comparable(config_record))
+  diffs = config_differences(_comparable(old, extendable=True),
+                             _comparable(config_record, extendable=True))
   if diffs:
     raise ConfigError(f"--workdir={workdir} holds a run with different settings: "
                       f"{', '.join(diffs)}; use --overwrite to replace it.")
+  _log_extension(workdir, old, config_record, log)
   for key in ("jax_version", "backend", "dropout_masks"):
     was = old.get(key)
     if was != config_record[key]:
@@ -92,16 +94,48 @@ def _prepare_workdir(workdir: str, config_record: Mapping[str, Any], overwrite: 
       previous = json.load(f)
   except (OSError, ValueError):
     return None
-  if config_differences(_comparable(previous.get("config", {})), _comparable(config_record)):
+  if config_differences(_comparable(previous.get("config", {}), extendable=True),
+                        _comparable(config_record, extendable=True)):
     return None
   return previous
 
 
-def _comparable(record: Mapping[str, Any]) -> dict:
+# An existing run is extended, not refused, when only these change: more rounds (each strategy
+# continues from its checkpoint before the old final training), other strategies (those already
+# done are kept, new ones run) or more seeds (run as a new group beside the old ones).
+EXTENDABLE = ("rounds", "strategies", "seeds", "seed_groups")
+
+
+def _log_extension(workdir: str, old: Mapping[str, Any], new: Mapping[str, Any],
+                   log: Callable[[str], None]) -> None:
+  """Refuses fewer rounds (a finished run cannot be cut back) and says how a run is extended."""
+  if old.get("rounds") is not None and new["rounds"] < old["rounds"]:
+    raise ConfigError(f"--workdir={workdir} holds a run of {old['rounds']} rounds; --rounds="
+                      f"{new['rounds']} would cut it back; use --overwrite to replace it.")
+  if old.get("seeds") is not None and new["seeds"] < old["seeds"]:
+    raise ConfigError(f"--workdir={workdir} holds a run of {old['seeds']} seeds; --seeds="
+                      f"{new['seeds']} would cut it back; use --overwrite to replace it.")
+  if old.get("rounds") is not None and new["rounds"] > old["rounds"]:
+    log(f"extending the run in {workdir}: rounds {old['rounds']} -> {new['rounds']} (each "
+        "strategy continues from its last round)")
+  if old.get("seeds") is not None and new["seeds"] > old["seeds"]:
+    log(f"extending the run in {workdir}: adding seeds {old['seeds']}..{new['seeds'] - 1} (the "
+        "seeds already done are kept)")
+  added = [n for n in parse_list(new["strategies"]) if n not in parse_list(old.get("strategies",
+                                                                                      ""))]
+  if added:
+    log(f"extending the run in {workdir}: adding {', '.join(added)} (the strategies already done "
+        "are kept)")
+
+
+def _comparable(record: Mapping[str, Any], extendable: bool = False) -> dict:
   """A config record as compared for resuming: "terminal" and "human" are the same run (a person
   answering through the terminal or the files, which share labels.csv), so either can take over
   from the other."""
   record = dict(record)
+  if extendable:
+    for key in EXTENDABLE:
+      record.pop(key, None)
   if record.get("oracle") in human.HUMAN_ORACLES:
     record["oracle"] = "human"
   return record
@@ -118,3 +152,18 @@ def _complete_runs(previous: Mapping | None, names: list[str], seeds: list[int],
              or checkpointing.stopped_and_final(runs))):
       done[name] = [{k: v for k, v in r.items() if k != "strategy"} for r in runs]
   return done
+
+
+def seed_groups(workdir: str, seeds: int, overwrite: bool) -> list[list[int]]:
+  """The seeds 0..seeds-1 as the groups that run together: one group for a new run; a run extended
+  by more seeds keeps its groups (each has its own checkpoints) and adds one for the new seeds."""
+  if overwrite:
+    return [list(range(seeds))]
+  try:
+    with open(os.path.join(workdir, "config.json")) as f:
+      old = json.load(f)
+  except (OSError, ValueError):
+    return [list(range(seeds))]
+  groups = old.get("seed_groups") or [list(range(int(old.get("seeds", seeds))))]
+  done = sum(len(g) for g in groups)
+  return groups + [list(range(done, seeds))] if seeds > done else groups

@@ -251,7 +251,7 @@ def test_ask_batchbald_uses_the_same_mc_samples_as_bald():
 
 @pytest.mark.parametrize("name", ["batchbald", "power_bald"])
 def test_validate_refuses_bald_like_strategies_without_predictive_samples(name):
-  from experiments import configs  # pylint: disable=import-outside-toplevel
+  from jaxal import presets as configs  # pylint: disable=import-outside-toplevel
   cfg = configs.load("default").to_dict()
   cfg.update(strategies=f"random,{name}", uncertainty="deterministic")
   with pytest.raises(settings.ConfigError, match=f"--strategies={name} needs several predictive"):

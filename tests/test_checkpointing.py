@@ -107,7 +107,7 @@ def test_changed_flag_is_refused_naming_the_differing_settings(uninterrupted):
   lines = [l for l in stderr.strip().splitlines() if l.strip()]
   assert len(lines) == 1, stderr
   assert lines[0] == (f"error: --workdir={out} holds a run with different settings: "
-                      "epochs 2 -> 3, rounds 6 -> 7; use --overwrite to replace it.")
+                      "epochs 2 -> 3; use --overwrite to replace it.")
   assert json.loads((out / "results.json").read_text()) == want  # left untouched
 
 
@@ -255,7 +255,7 @@ def test_checkpoint_every_and_keep_bound_the_steps_on_disk(small, tmp_path):
 
 
 def small_cfg(**overrides):
-  from experiments import configs
+  from jaxal import presets as configs
   cfg = configs.load("default").to_dict()
   cfg.update(strategies="random", seeds=1, rounds=2, epochs=1, initial_size=10, query_size=5,
              val_size=20)
@@ -314,3 +314,70 @@ def test_a_workdir_from_an_older_version_is_refused_with_the_missing_settings(tm
   assert "stop_set (unset) -> 0" in message and "test_mc_samples (unset) -> 0" in message
   experiment.run_experiment(small_cfg(overwrite=True), str(work), log=lambda m: None)
   assert json.loads((work / "config.json").read_text())["stop_set"] == 0
+
+
+@pytest.mark.slow
+def test_a_run_without_a_validation_set_checkpoints_and_resumes(tmp_path):
+  """--val_size=0 gives zero-size state leaves, which orbax cannot store; they are checkpointed as
+  placeholders and restored exactly, so the resumed run equals the uninterrupted one."""
+  cfg = small_cfg(val_size=0)
+  want = experiment.run_experiment(cfg, str(tmp_path / "a"), log=lambda m: None)
+  work = tmp_path / "b"
+  experiment.run_experiment(cfg, str(work), log=lambda m: None)
+  os.remove(work / "results.json")
+  shutil.rmtree(work / "checkpoints" / "random" / "3")  # as if killed before the last round
+  log = []
+  got = experiment.run_experiment(cfg, str(work), log=log.append)
+  assert "[random] resuming from checkpoint step 2 (rounds 0..1 done)" in log
+  for res in (got, want):
+    for run in res["runs"]:
+      for row in run["rounds"]:
+        assert row["val_accuracy"] is None
+        row["val_accuracy"] = 0.0
+  assert_same_results(got, want)
+
+
+@pytest.mark.slow
+def test_a_run_is_extended_by_more_rounds_and_another_strategy(tmp_path):
+  """rounds 2 -> 3 and a strategy added: the finished strategy continues from its checkpoint
+  before the old final training, the new one runs, and the results equal an uninterrupted run of
+  the extended settings; fewer rounds are refused."""
+  work = str(tmp_path / "w")
+  experiment.run_experiment(small_cfg(), work, log=lambda m: None)
+  log = []
+  got = experiment.run_experiment(small_cfg(rounds=3, strategies="random,entropy"), work,
+                                  log=log.append)
+  text = "\n".join(log)
+  assert "rounds 2 -> 3" in text and "adding entropy" in text, text
+  assert "[random] extending: the final training of the 2-round run is redone as round 2" in text
+  assert "[random] resuming from checkpoint step 2" in text
+  want = experiment.run_experiment(small_cfg(rounds=3, strategies="random,entropy"),
+                                   str(tmp_path / "fresh"), log=lambda m: None)
+  assert_same_results(got, want)
+  with pytest.raises(experiment.ConfigError, match=r"holds a run of 3 rounds; --rounds=2 would "
+                     "cut it back; use --overwrite"):
+    experiment.run_experiment(small_cfg(rounds=2, strategies="random,entropy"), work,
+                              log=lambda m: None)
+
+
+@pytest.mark.slow
+def test_a_run_is_extended_by_more_seeds(tmp_path):
+  """seeds 1 -> 2: seed 0 is kept as it was, seed 1 runs as a group of its own (own checkpoints)
+  and equals seed 1 of a run started with two seeds; fewer seeds are refused."""
+  work = str(tmp_path / "w")
+  first = experiment.run_experiment(small_cfg(seeds=1), work, log=lambda m: None)
+  log = []
+  got = experiment.run_experiment(small_cfg(seeds=2), work, log=log.append)
+  assert "adding seeds 1..1" in "\n".join(log)
+  assert "[random] complete in checkpoint step 3; nothing to run" in "\n".join(log)
+  assert os.path.isdir(os.path.join(work, "checkpoints", "random@seeds1-1"))
+  assert got["runs"][0] == first["runs"][0]
+  assert json.loads(open(os.path.join(work, "config.json")).read())["seed_groups"] == [[0], [1]]
+  want = experiment.run_experiment(small_cfg(seeds=2), str(tmp_path / "fresh"), log=lambda m: None)
+  assert_same_results(got, want)
+  again = []
+  experiment.run_experiment(small_cfg(seeds=2), work, log=again.append)
+  assert any("already complete" in m for m in again)
+  with pytest.raises(experiment.ConfigError, match=r"holds a run of 2 seeds; --seeds=1 would cut "
+                     "it back"):
+    experiment.run_experiment(small_cfg(seeds=1), work, log=lambda m: None)

@@ -240,7 +240,7 @@ def test_subsample_refuses_sizes_it_cannot_honour(kw, needle):
 
 
 def test_train_and_test_limits_reach_the_run(tmp_path):
-  from experiments import configs
+  from jaxal import presets as configs
   from jaxal import experiment
   c = configs.load("default").to_dict()
   c.update(train_limit=600, test_limit=150)

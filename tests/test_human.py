@@ -15,7 +15,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 import jaxal
-from experiments import configs
+from jaxal import presets as configs
 from jaxal import annotation, experiment, human, models
 from jaxal import strategies as st
 from jaxal.data import make_splits
@@ -404,7 +404,7 @@ def test_cli_human_stops_with_instructions_then_the_terminal_takes_over(tmp_path
   args = ("--seeds=1", "--strategies=margin", "--rounds=1", "--epochs=1", "--query_size=3",
           "--initial_size=10", "--val_size=20", f"--workdir={work}")
   p = run_cli("--oracle=human", *args)
-  assert p.returncode == 0, p.stderr
+  assert p.returncode == 3, p.stderr  # waiting for answers
   assert "round 0/1 waits for your answers" in p.stdout and "results written" not in p.stdout
   assert (work / "round_000" / "query.png").exists()
   assert len(list((work / "round_000" / "images").glob("*.png"))) == 3

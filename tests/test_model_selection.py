@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import configs
+from jaxal import presets as configs
 from jaxal import experiment, models, training
 from jaxal.data.synthetic import gaussian_pool
 from jaxal.state import TrainConfig

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from experiments import configs
+from jaxal import presets as configs
 from jaxal import experiment
 
 # One strategy per preset keeps the suite short (each strategy is run in the loop by its own

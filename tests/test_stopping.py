@@ -89,7 +89,7 @@ def test_agreement_and_uncertainty_rules_fire_in_the_loop():
 
 @pytest.mark.slow
 def test_a_stopped_run_is_complete_for_resumption_and_summarised(tmp_path):
-  from experiments.configs import default
+  from jaxal.presets import default
   from jaxal import experiment
   cfg = default.get_config().to_dict()
   cfg.update(strategies="entropy", seeds=2, rounds=6, epochs=2, initial_size=10, query_size=5,
@@ -110,7 +110,7 @@ def test_a_stopped_run_is_complete_for_resumption_and_summarised(tmp_path):
 
 @pytest.mark.slow
 def test_a_run_killed_between_the_stop_and_its_final_resumes_to_the_same_results(tmp_path):
-  from experiments.configs import default
+  from jaxal.presets import default
   from jaxal import experiment
   cfg = default.get_config().to_dict()
   cfg.update(strategies="margin", seeds=2, rounds=6, epochs=2, initial_size=10, query_size=5,

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import configs
+from jaxal import presets as configs
 from jaxal import experiment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

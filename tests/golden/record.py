@@ -42,7 +42,7 @@ VOLATILE = ("seconds",)
 
 
 def config(name: str) -> dict:
-  from experiments import configs  # pylint: disable=import-outside-toplevel
+  from jaxal import presets as configs  # pylint: disable=import-outside-toplevel
   cfg = configs.load("default").to_dict()
   cfg.update(CASES[name])
   cfg["checkpoint_every"] = 0

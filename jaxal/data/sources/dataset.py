@@ -118,6 +118,44 @@ def check_labels(y: np.ndarray, num_classes: int, where: str, hint: str = "") ->
         f"({bad.size} such label(s)); labels must index the {num_classes} class names.{hint}")
 
 
+def _ranges(values: Sequence[int], limit: int = 12) -> str:
+  """Sorted ints as "0-9, 42" (runs joined by a dash), at most `limit` pieces."""
+  pieces, values = [], sorted(int(v) for v in values)
+  start = prev = None
+  for v in values + [None]:
+    if v is not None and prev is not None and v == prev + 1:
+      prev = v
+      continue
+    if start is not None:
+      pieces.append(str(start) if start == prev else f"{start}-{prev}")
+    start = prev = v
+  more = f", ... ({len(pieces) - limit} more)" if len(pieces) > limit else ""
+  return ", ".join(pieces[:limit]) + more
+
+
+def check_labels_cover_classes(ys: Sequence[np.ndarray], where: str) -> None:
+  """Without class names the classes are 0..max(label): raises `DatasetError` naming the label
+  values found and the classes that have no image (a stray label, or labels that are not
+  consecutive), which would otherwise surface later as an unsatisfiable balanced split."""
+  y = np.concatenate([np.asarray(v).ravel() for v in ys]) if ys else np.zeros(0, np.int32)
+  if y.size == 0:
+    return
+  values, counts = np.unique(y, return_counts=True)
+  num_classes = int(values[-1]) + 1
+  missing = sorted(set(range(num_classes)) - {int(v) for v in values})
+  if not missing:
+    return
+  rare = [f"{int(v)} ({int(c)} image{'s' if c > 1 else ''})" for v, c in zip(values, counts)
+          if c <= max(3, y.size // 1000)]
+  rare_text = f"; rare values: {', '.join(rare[:6])}" if rare else ""
+  raise DatasetError(
+      f"{where}: the label values found are {_ranges(values)} ({values.size} distinct{rare_text}), "
+      f"so without 'class_names' the classes are 0-{num_classes - 1} and classes "
+      f"{_ranges(missing)} ({len(missing)} of {num_classes}) have no images. Relabel to "
+      f"0-{values.size - 1} (e.g. np.unique(labels, return_inverse=True)), remove stray labels, "
+      "or save 'class_names'.")
+
+
 def _stratified_split(labels: np.ndarray, test_fraction: float, seed: int,
                       where: str) -> tuple[np.ndarray, np.ndarray]:
   """Stratified, deterministic (train, test) index split; both int64, sorted ascending."""

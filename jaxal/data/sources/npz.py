@@ -8,9 +8,30 @@ import numpy as np
 
 from jaxal.data.sources.dataset import (Dataset, DatasetError, _default_names, _describe_array,
                                         _from_pool, _to_int32_labels, _to_uint8_images,
-                                        check_labels)
+                                        check_labels, check_labels_cover_classes)
 
 _NPZ_LAYOUTS = (("x_train", "y_train", "x_test", "y_test"), ("images", "labels"))
+
+
+def _check_zip(path: str) -> None:
+  """An .npz is a zip archive (np.savez); anything else is refused naming what it is instead."""
+  try:
+    with open(path, "rb") as f:
+      head = f.read(8)
+  except OSError as e:
+    raise DatasetError(f"cannot read npz file '{path}': {e}") from e
+  if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+    return
+  if head.startswith(b"\x93NUMPY"):
+    what = "a single-array .npy file"
+  elif not head:
+    what = "empty"
+  elif all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+    what = "a text file"
+  else:
+    what = f"a file starting with bytes {head!r}"
+  raise DatasetError(f"'{path}' is not an npz file (it is {what}); an .npz is the zip archive "
+                     "np.savez writes, e.g. np.savez(path, images=..., labels=...).")
 
 
 def _load_npz(data_dir: str, test_fraction: float, seed: int) -> Dataset:
@@ -28,6 +49,7 @@ def _load_npz(data_dir: str, test_fraction: float, seed: int) -> Dataset:
   else:
     raise DatasetError(f"dataset 'npz': data_dir '{data_dir}' does not exist; expected a .npz file "
                        "or a directory holding exactly one.")
+  _check_zip(path)
   try:
     with np.load(path, allow_pickle=False) as z:
       keys = set(z.files)
@@ -62,6 +84,7 @@ def _load_npz(data_dir: str, test_fraction: float, seed: int) -> Dataset:
     class_names = tuple(str(n) for n in names.astype(str))
     hint = f" ('class_names' lists {len(class_names)} classes)"
   else:
+    check_labels_cover_classes(list(ys.values()), where)
     num_classes = max((int(y.max()) + 1 for y in ys.values() if y.size), default=0)
     class_names = _default_names(num_classes)
     hint = ""

@@ -5,7 +5,7 @@ labels a whole cluster with its modal class when at least 80% of it agrees; one 
 one image labeled = one interaction; the network reset to the same initial weights every round.
 Curves against interactions are in `curves_interactions.png`. Needs `--data_dir`.
 """
-from experiments.configs import default
+from jaxal.presets import default
 
 
 def get_config():

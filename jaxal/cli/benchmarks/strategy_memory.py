@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from experiments.benchmarks import common
+from jaxal.cli.benchmarks import common
 
 FLAGS = flags.FLAGS
 

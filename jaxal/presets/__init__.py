@@ -1,6 +1,6 @@
 """Presets: one Python file per protocol, each with `get_config() -> ConfigDict`.
 
-`--preset=NAME` loads `experiments/configs/NAME.py`; explicit command-line flags override its values.
+`--preset=NAME` loads `jaxal/presets/NAME.py`; explicit command-line flags override its values.
 """
 from __future__ import annotations
 

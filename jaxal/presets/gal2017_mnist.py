@@ -7,7 +7,7 @@ round scores a random subset of 2000 pool points, and trains 50 epochs with Adam
 Their L2 term is 3.5 / N on the weights; we use a fixed PyTorch-style weight decay (see
 BUILD_NOTES.md). Needs `--data_dir` pointing to an MNIST IDX folder.
 """
-from experiments.configs import default
+from jaxal.presets import default
 
 
 def get_config():

@@ -6,7 +6,7 @@ Full scale (accelerator): 1,000 initial labels, 1,000 per round, 10 rounds, 5,00
 Reduced CPU scale: see BUILD_NOTES.md. Needs `--data_dir` = the CIFAR-10 zip or folder of class
 folders (`--dataset=folder`).
 """
-from experiments.configs import default
+from jaxal.presets import default
 
 
 def get_config():

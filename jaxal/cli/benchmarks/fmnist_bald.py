@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from experiments.benchmarks import common
+from jaxal.cli.benchmarks import common
 from jaxal import acquisition, annotation, driver
 from jaxal.selection.primitives import top_k
 

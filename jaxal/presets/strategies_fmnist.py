@@ -7,7 +7,7 @@ labeled items), 3 seeds. Needs `--data_dir` pointing to a Fashion-MNIST IDX fold
 
   python -m experiments.run --preset=strategies_fmnist --data_dir=<Fashion-MNIST IDX folder>
 """
-from experiments.configs import default
+from jaxal.presets import default
 
 STRATEGIES = ("random,least_confidence,margin,largest_margin,entropy,bald,variation_ratios,"
               "mean_std,hybrid,batchbald,power_bald,power_entropy,coreset,badge,typiclust,"

@@ -11,7 +11,7 @@ import os
 import jax
 from absl import flags
 
-from experiments.benchmarks import common
+from jaxal.cli.benchmarks import common
 
 FLAGS = flags.FLAGS
 

@@ -4,7 +4,7 @@ every round (`experiments.report` draws the per-class panels).
 
 The binary variant (digits 0 vs 1): add `--classes=0,1`. Needs `--data_dir` = an MNIST IDX folder.
 """
-from experiments.configs import default
+from jaxal.presets import default
 
 
 def get_config():

@@ -7,7 +7,7 @@ per-class accuracy every round).
 The binary variant (apples vs bananas): a mapping file with the two super-classes only. Needs
 `--data_dir` (folder or zip) and `--class_map`.
 """
-from experiments.configs import four_metrics_mnist
+from jaxal.presets import four_metrics_mnist
 
 
 def get_config():

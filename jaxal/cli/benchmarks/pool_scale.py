@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from experiments.benchmarks import common
+from jaxal.cli.benchmarks import common
 from jaxal import models, scoring, training
 from jaxal.selection.primitives import top_k
 
@@ -95,7 +95,7 @@ def pool_scale() -> dict:
       for m in modes:
         with tempfile.TemporaryDirectory() as tmp:
           out = os.path.join(tmp, "one.json")
-          cmd = [sys.executable, "-m", "experiments.benchmark", "pool-scale", f"--pool_size={n}",
+          cmd = [sys.executable, "-m", "jaxal.cli.benchmark", "pool-scale", f"--pool_size={n}",
                  f"--pool_mode={m}", f"--feature_dim={FLAGS.feature_dim}",
                  f"--mc_samples={FLAGS.mc_samples}", f"--stream_chunk={FLAGS.stream_chunk}",
                  f"--out={out}"]

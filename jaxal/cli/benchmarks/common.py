@@ -2,7 +2,7 @@
 and ahead-of-time compilation, mean and standard error, the baseline run of
 experiments/torch_reference.py, and the Fashion-MNIST active-learning problem (with its production
 run, `fused`) that fmnist-bald and seeds measure. Flags are read through `absl.flags.FLAGS`; they
-are defined by `experiments.benchmark`."""
+are defined by `jaxal.cli.benchmark`."""
 from __future__ import annotations
 
 import dataclasses
@@ -66,8 +66,10 @@ def torch_reference(workload: str, *extra: str) -> dict | None:
   """Runs experiments/torch_reference.py with --torch_python; None when no interpreter is given."""
   if not FLAGS.torch_python:
     return None
-  experiments = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  script = os.path.join(experiments, "torch_reference.py")
+  script = os.path.join("experiments", "torch_reference.py")
+  if not os.path.isfile(script):
+    raise SystemExit("error: --torch_python runs the repository's experiments/torch_reference.py; "
+                     "run the benchmark from the repository's root.")
   with tempfile.TemporaryDirectory() as tmp:
     out = os.path.join(tmp, "torch.json")
     cmd = [FLAGS.torch_python, script, workload, f"--out={out}", *extra]

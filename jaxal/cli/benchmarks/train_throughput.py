@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from experiments.benchmarks import common
+from jaxal.cli.benchmarks import common
 from jaxal import models, training
 from jaxal.models import conv as conv_lib
 from jaxal.state import TrainConfig

@@ -7,7 +7,7 @@ The paper's grid: `--data_dir` MNIST / Fashion-MNIST (IDX) or CIFAR-10 (`--datas
 `--noise_fraction`). The "ideal" protocol is the preset `constrained_ideal`. The supervised baseline
 trained on the same number of random labels is the `random` strategy's curve.
 """
-from experiments.configs import default
+from jaxal.presets import default
 
 
 def get_config():

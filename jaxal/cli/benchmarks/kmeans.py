@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from absl import flags
 
-from experiments.benchmarks import common
+from jaxal.cli.benchmarks import common
 
 FLAGS = flags.FLAGS
 

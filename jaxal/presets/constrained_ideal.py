@@ -1,7 +1,7 @@
 """The constrained-setting paper, "ideal" protocol: 1,000 initial labels, 1,000 per round, 10 rounds,
 5,000 validation labels; otherwise as `constrained_mnist` (Random / Max Entropy / BALD, the same
 dataset × model × noise grid through flags)."""
-from experiments.configs import constrained_mnist
+from jaxal.presets import constrained_mnist
 
 
 def get_config():
