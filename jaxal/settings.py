@@ -36,7 +36,8 @@ FLAG_NAMES = {
     "uncertainty.test_mc_samples": "--test_mc_samples", "query_size": "--query_size",
     "pool_subset": "--pool_subset", "stop_set": "--stop_set", "seed_batching": "--seed_batching",
     "strategies": "--strategies",
-    "model": "--model", "train_size": "--train_limit", "test_size": "--test_limit",
+    "model": "--model", "preset": "--preset", "train_size": "--train_limit",
+    "test_size": "--test_limit",
     **{f"stop.{k}": f"--stop_{v}" for k, v in (
         ("max_labels", "labels"), ("max_interactions", "interactions"),
         ("min_uncertainty", "min_uncertainty"), ("agreement", "agreement"),

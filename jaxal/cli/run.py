@@ -165,8 +165,6 @@ def _fault(e: BaseException) -> tuple[str, int] | None:
     return _os_error_line(e), 1
   if isinstance(e, ValueError) and _model_error(e):
     return f"error: --model={FLAGS.model}: {e}", 1
-  if isinstance(e, ValueError) and str(e).startswith("--"):  # names its flag, e.g. --preset
-    return f"error: {e}", 1
   return None
 
 
