@@ -16,6 +16,7 @@ from jaxal.annotation import DECLINE, SKIP, UNSURE, Query, tell, tell_query
 from jaxal.data import load_dataset, make_splits
 from jaxal.driver import run, run_scanned
 from jaxal.errors import ArgumentError
+from jaxal.export import load_model
 from jaxal.models import get_model
 from jaxal.round import Round, make_round
 from jaxal.state import ALState, Budget, LabeledArrays, TrainConfig, Uncertainty
@@ -27,6 +28,6 @@ __version__ = "0.1.0"
 __all__ = [
     "ALState", "ArgumentError", "Budget", "ClusterAnnotation", "DECLINE", "LabeledArrays", "Query",
     "Round", "SKIP", "SelectionInputs", "Strategy", "TrainConfig", "UNSURE", "Uncertainty",
-    "get_model", "load_dataset", "make_optimizer", "make_round", "make_splits", "run",
+    "get_model", "load_dataset", "load_model", "make_optimizer", "make_round", "make_splits", "run",
     "run_scanned", "strategies", "tell", "tell_query",
 ]

@@ -44,7 +44,8 @@ def make_round_fns(round_fn: Round, seed_batching: str = "auto", progress_hooks:
 # -------------------------------------------------------------------------------------------------
 # checks before compiling
 
-def _check_arrays(arrays: Any, name: str, num_classes: int, shape: tuple | None = None) -> None:
+def _check_arrays(arrays: Any, name: str, num_classes: int, shape: tuple | None = None,
+                  unknown_ok: bool = False) -> None:
   if not isinstance(arrays, LabeledArrays):
     raise ArgumentError(f"{{{name}}} must be a jaxal.LabeledArrays(x, y), got "
                         f"{type(arrays).__name__}.")
@@ -59,20 +60,23 @@ def _check_arrays(arrays: Any, name: str, num_classes: int, shape: tuple | None 
     raise ArgumentError(f"{{{name}}}.x has images {tuple(x.shape[1:])}, the pool {shape}.")
   if y.size:
     low, high = int(jnp.min(y)), int(jnp.max(y))
-    if low < 0 or high >= num_classes:
+    if low < (-1 if unknown_ok else 0) or high >= num_classes:
+      unknown = " or -1 where a person has not labeled an item yet" if unknown_ok else ""
       raise ArgumentError(f"{{{name}}}.y holds labels {low}..{high}; the round has "
-                          f"{{num_classes}}={num_classes} (labels 0..{num_classes - 1}).")
+                          f"{{num_classes}}={num_classes} (labels 0..{num_classes - 1}"
+                          f"{unknown}).")
 
 
 def check_run(round_fn: Round, pool: LabeledArrays, test: LabeledArrays | None,
-              seeds: Sequence[int], splits: Sequence[Splits]) -> None:
+              seeds: Sequence[int], splits: Sequence[Splits], person: bool = False) -> None:
   """Everything `run` can check before compiling: arrays, seeds, splits against the budget.
+  With `person` (a person answers), `pool.y` may hold -1 for items nobody has labeled yet.
   Raises ArgumentError naming the parameter."""
   if not isinstance(round_fn, Round):
     raise ArgumentError(f"{{round_fn}} must come from jaxal.make_round, got "
                         f"{type(round_fn).__name__}.")
   c = round_fn.num_classes
-  _check_arrays(pool, "pool", c)
+  _check_arrays(pool, "pool", c, unknown_ok=person)
   if test is not None:
     _check_arrays(test, "test", c, tuple(pool.x.shape[1:]))
   seeds = list(seeds)

@@ -20,6 +20,7 @@ import numpy as np
 from jaxal import checkpointing, driver, human, models, registry, reporting, scoring, training
 from jaxal.lock import holding_workdir_lock
 from jaxal.data import DatasetError, channel_stats, make_splits, normalize
+from jaxal.data.splits import known_splits
 from jaxal.errors import ArgumentError
 from jaxal import progress as progress_lib
 from jaxal.round import make_round
@@ -54,18 +55,24 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
     ds = prepare_dataset(cfg)
   except DatasetError as e:
     raise ConfigError(f"--dataset={cfg['dataset']} --data_dir={cfg['data_dir']!r}: {e}") from e
+  if ds.unlabeled:   # the images labeled before the run are the initial set
+    cfg["initial_size"] = int(np.sum(ds.y_train >= 0))
+    log(f"{ds.name}: {len(ds.y_train)} images, {cfg['initial_size']} labeled before the run; "
+        f"classes {', '.join(ds.class_names)}")
   check_budget(cfg, len(ds.y_train))
   seeds = list(range(int(cfg["seeds"])))
   try:
-    splits = [make_splits(ds.y_train, ds.num_classes, cfg["initial_size"], cfg["val_size"], s)
+    splits = [known_splits(ds.y_train) if ds.unlabeled else
+              make_splits(ds.y_train, ds.num_classes, cfg["initial_size"], cfg["val_size"], s)
               for s in seeds]
   except DatasetError as e:
     raise ConfigError(f"--{e}") from e
   mean, std = channel_stats(ds.x_train)
   pool = LabeledArrays(jnp.asarray(normalize(ds.x_train, mean, std)),
                             jnp.asarray(ds.y_train, jnp.int32))
-  test = LabeledArrays(jnp.asarray(normalize(ds.x_test, mean, std)),
-                            jnp.asarray(ds.y_test, jnp.int32))
+  test = (None if ds.unlabeled else
+          LabeledArrays(jnp.asarray(normalize(ds.x_test, mean, std)),
+                        jnp.asarray(ds.y_test, jnp.int32)))
   extra = {"pretrained": cfg["pretrained"]} if cfg["pretrained"] else {}
   try:
     model = models.get_model(cfg["model"], ds.num_classes, **extra)
@@ -117,7 +124,8 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
       round_fn = make_round(model, tx, registry.strategy(name, cfg), budget=budget, train=tc,
                             uncertainty=uncertainty, num_classes=ds.num_classes,
                             pool_subset=int(cfg["pool_subset"]), stop_set=int(cfg["stop_set"]))
-      driver.check_run(round_fn, pool, test, seeds, splits)
+      driver.check_run(round_fn, pool, test, seeds, splits,
+                       person=cfg.get("oracle", "simulated") != "simulated")
     except ArgumentError as e:
       raise flag_error(e) from e
     started = time.perf_counter()
@@ -138,12 +146,18 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
     if name in done:
       log(f"[{name}] already complete; kept from the previous run")
       records = done[name]
-    elif cfg.get("oracle", "simulated") in human.HUMAN_ORACLES:
-      records, paused = human.run_human(
-          round_fn, pool, test, seeds[0], splits[0],
-          images=ds.x_train, class_names=ds.class_names, train_index=ds.train_index,
-          workdir=workdir, mode=cfg["oracle"], keep=keep, seed_batching=cfg["seed_batching"],
-          log=log, stdin=stdin, stdout=stdout)
+    elif cfg.get("oracle", "simulated") in human.PERSON_ORACLES:
+      person = dict(round_fn=round_fn, pool=pool, test=test, seed=seeds[0], split=splits[0],
+                    images=ds.x_train, class_names=ds.class_names, train_index=ds.train_index,
+                    workdir=workdir, keep=keep, seed_batching=cfg["seed_batching"], log=log,
+                    holdout=float(cfg.get("holdout", 0.0)) if ds.unlabeled else 0.0,
+                    cold_start=cfg.get("cold_start", "typiclust"))
+      if cfg["oracle"] == "web":
+        from jaxal.human.web import serve  # pylint: disable=import-outside-toplevel
+        records, paused = serve(person, ds, cfg, results, write_results)
+      else:
+        records, paused = human.run_human(**person, mode=cfg["oracle"], stdin=stdin,
+                                          stdout=stdout)
       if paused:
         results["runs"] += [{"strategy": name, **rec} for rec in records]
         if any(rec["rounds"] for rec in records):
@@ -168,6 +182,10 @@ def write_results(results: Mapping, workdir: str) -> None:
   """results.json, curves.png and summary.md, each written atomically."""
   reporting.write_json_atomic(os.path.join(workdir, "results.json"), results)
   cfg = results["config"]
+  if not any("test_accuracy" in row for run in results["runs"] for row in run["rounds"]):
+    # A pool without labels: no test set; the held-out share of the person's answers instead.
+    reporting.write_atomic(os.path.join(workdir, "summary.md"), _person_summary(results))
+    return
   title = f"{cfg.get('dataset')} / {cfg.get('model')}, {cfg.get('seeds')} seeds"
   if cfg.get("train_limit") or cfg.get("test_limit"):
     title += (f" (reduced: train {cfg.get('train_limit') or 'all'}, "
@@ -177,6 +195,22 @@ def write_results(results: Mapping, workdir: str) -> None:
                         x_key="interactions", title=title)
   reporting.write_atomic(os.path.join(workdir, "summary.md"), reporting.summary_markdown(results))
 
+
+
+def _person_summary(results: Mapping) -> str:
+  """summary.md of a run on a pool without labels: one line per round."""
+  lines = [f"# {results['config'].get('dataset')}: labeled by a person", "",
+           "Accuracy is measured on the held-out share of the person's own answers (not trained "
+           "on); there is no test set.", "",
+           "| strategy | round | labels | interactions | held-out accuracy | held-out labels |",
+           "|---|---|---|---|---|---|"]
+  for run in results["runs"]:
+    for row in run["rounds"]:
+      acc = row.get("heldout_accuracy")
+      lines.append(f"| {run['strategy']} | {row['round']} | {row['labels']} | "
+                   f"{row['interactions']} | {'-' if acc is None else f'{acc:.3f}'} | "
+                   f"{row.get('heldout_size', 0)} |")
+  return "\n".join(lines) + "\n"
 
 
 def _run_strategy(round_fn, pool: LabeledArrays, test: LabeledArrays, seeds: list[int],

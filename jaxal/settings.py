@@ -21,7 +21,7 @@ class ConfigError(ValueError):
   """A setting that cannot be used; the message names the flag and what it accepts."""
 
 
-DATASET_KINDS = ("digits", "idx", "folder", "npz", "tfds:<name>")
+DATASET_KINDS = ("digits", "idx", "folder", "npz", "unlabeled", "tfds:<name>")
 NOISE_KINDS = ("none", "gaussian", "salt_and_pepper")
 
 
@@ -37,7 +37,8 @@ FLAG_NAMES = {
     "pool_subset": "--pool_subset", "stop_set": "--stop_set", "seed_batching": "--seed_batching",
     "strategies": "--strategies",
     "model": "--model", "preset": "--preset", "train_size": "--train_limit",
-    "test_size": "--test_limit",
+    "test_size": "--test_limit", "classes": "--classes", "initial_labels": "--initial_labels",
+    "image_size": "--image_size", "cold_start": "--cold_start", "holdout": "--holdout",
     **{f"stop.{k}": f"--stop_{v}" for k, v in (
         ("max_labels", "labels"), ("max_interactions", "interactions"),
         ("min_uncertainty", "min_uncertainty"), ("agreement", "agreement"),
@@ -78,8 +79,9 @@ def validate(cfg: Mapping[str, Any]) -> None:
   ds = str(cfg["dataset"])
   if ds not in DATASET_KINDS[:-1] and not (ds.startswith("tfds:") and len(ds) > 5):
     raise ConfigError(f"--dataset: unknown dataset {ds!r}; accepted: {', '.join(DATASET_KINDS)}.")
-  if ds in ("idx", "folder", "npz") and not cfg["data_dir"]:
+  if ds in ("idx", "folder", "npz", "unlabeled") and not cfg["data_dir"]:
     raise ConfigError(f"--data_dir is required with --dataset={ds}.")
+  _validate_unlabeled(cfg)
   if cfg["model"] not in models.MODELS:
     raise ConfigError(f"--model: unknown model {cfg['model']!r}; accepted: "
                       f"{', '.join(models.MODELS)}.")
@@ -113,7 +115,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
   if cfg["optimizer"] not in OPTIMIZERS:
     raise ConfigError(f"--optimizer: unknown optimizer {cfg['optimizer']!r}; accepted: "
                       f"{', '.join(OPTIMIZERS)}.")
-  for flag, low in (("seeds", 1), ("initial_size", 1), ("query_size", 1), ("rounds", 0),
+  for flag, low in (("seeds", 1), ("initial_size", 0 if ds == "unlabeled" else 1), ("query_size", 1), ("rounds", 0),
                     ("epochs", 1), ("batch_size", 1), ("val_size", 0), ("eval_batch_size", 1),
                     ("mc_samples", 1), ("ensemble_size", 1), ("pool_subset", 0),
                     ("train_limit", 0), ("test_limit", 0), ("test_mc_samples", 0)):
@@ -202,12 +204,52 @@ def _validate_oracle(cfg: Mapping[str, Any], names: list[str]) -> None:
                       f"got {cfg.get('checkpoint_every')!r}.")
 
 
+def _validate_unlabeled(cfg: Mapping[str, Any]) -> None:
+  """The settings of a pool without labels and of the labeling page."""
+  from jaxal.human import coldstart  # pylint: disable=import-outside-toplevel
+  if cfg.get("cold_start", "typiclust") not in coldstart.COLD_STARTS:
+    raise ConfigError(f"--cold_start: unknown value {cfg['cold_start']!r}; accepted: "
+                      f"{', '.join(coldstart.COLD_STARTS)}.")
+  if not 0 <= cfg.get("holdout", 0.0) < 1:
+    raise ConfigError(f"--holdout must be in [0, 1), got {cfg['holdout']}.")
+  if int(cfg.get("image_size", 0)) != cfg.get("image_size", 0) or cfg.get("image_size", 0) < 0:
+    raise ConfigError(f"--image_size must be an integer >= 0 (0 = automatic), got "
+                      f"{cfg['image_size']!r}.")
+  if not (int(cfg.get("port", 0)) == cfg.get("port", 0) and 0 <= cfg.get("port", 0) <= 65535):
+    raise ConfigError(f"--port must be an integer in 0..65535 (0 = any free port), got "
+                      f"{cfg['port']!r}.")
+  if cfg["dataset"] != "unlabeled":
+    if cfg.get("initial_labels"):
+      raise ConfigError("--initial_labels applies to --dataset=unlabeled (the other datasets "
+                        "carry their labels).")
+    return
+  if cfg.get("oracle", "simulated") == "simulated":
+    raise ConfigError("--dataset=unlabeled has no labels to simulate an oracle with; set "
+                      "--oracle=web (the labeling page), human (CSV files) or terminal.")
+  if cfg["val_size"]:
+    raise ConfigError(f"--val_size={cfg['val_size']}: an unlabeled pool has no validation labels; "
+                      "set --val_size=0 (a --holdout share of your answers measures accuracy).")
+  if cfg["class_map"] or cfg["train_limit"] or cfg["test_limit"] or cfg["noise"] != "none":
+    raise ConfigError("--dataset=unlabeled: --class_map, --train_limit, --test_limit and --noise "
+                      "apply to labeled datasets; leave them unset.")
+  if cfg["model_selection"] != "last":
+    raise ConfigError("--model_selection=best_val needs a validation set; an unlabeled pool has "
+                      "none (use --model_selection=last).")
+
+
 def _as_class(token: str):
   return int(token) if token.lstrip("-").isdigit() else token
 
 
 def prepare_dataset(cfg: Mapping[str, Any]) -> Dataset:
   """Loads the dataset and applies the class subset or merge; errors name the flag at fault."""
+  if cfg["dataset"] == "unlabeled":
+    from jaxal.data.sources import load_unlabeled  # pylint: disable=import-outside-toplevel
+    try:
+      return load_unlabeled(cfg["data_dir"], tuple(parse_list(cfg["classes"])) or None,
+                            cfg.get("initial_labels") or None, int(cfg.get("image_size", 0)))
+    except ArgumentError as e:
+      raise flag_error(e) from e
   ds = load_dataset(cfg["dataset"], cfg["data_dir"] or None, test_fraction=cfg["test_fraction"],
                     cache_dir=cfg["cache_dir"] or None)
   if cfg["classes"]:

@@ -387,7 +387,7 @@ def run_cli(*args, stdin=""):
     (["--oracle=terminal", "--seeds=1", "--strategies=cluster+entropy"],
      "error: --oracle=terminal with --strategies=cluster+entropy: the images of cluster+<score>"),
     (["--oracle=person"], "error: --oracle: unknown oracle 'person'; accepted: simulated, human, "
-     "terminal."),
+     "terminal, web."),
     (["--oracle=human", "--seeds=1", "--strategies=margin", "--checkpoint_every=0"],
      "error: --oracle=human saves after every round: --checkpoint_every must be 1, got 0."),
 ])

@@ -32,7 +32,7 @@ _DEFAULT = configs.load("default")
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("preset", "default", f"Named protocol; accepted: {', '.join(configs.available())}.")
-flags.DEFINE_string("dataset", _DEFAULT.dataset, "digits, idx, folder, npz or tfds:<name>.")
+flags.DEFINE_string("dataset", _DEFAULT.dataset, "digits, idx, folder, npz, unlabeled (a person labels it: --oracle=web) or tfds:<name>.")
 flags.DEFINE_string("data_dir", _DEFAULT.data_dir, "Dataset folder, zip or .npz file (idx/folder/npz); TFDS data_dir.")
 flags.DEFINE_string("model", _DEFAULT.model, "Model name: mlp, lenet5, cnn3, gal_cnn, gal_cnn_code, cnn2_bn, resnet18, resnet18_imagenet.")
 flags.DEFINE_string("strategies", _DEFAULT.strategies, "Comma-separated strategies, compared in one run.")
@@ -76,7 +76,14 @@ flags.DEFINE_string("seed_batching", _DEFAULT.seed_batching, "How seeds share on
 flags.DEFINE_string("workdir", _DEFAULT.workdir, "Results directory (default runs/<preset>).")
 flags.DEFINE_boolean("overwrite", _DEFAULT.overwrite, "Replace a run with different settings (and its checkpoints) in --workdir.")
 flags.DEFINE_integer("checkpoint_every", _DEFAULT.checkpoint_every, "Checkpoint every N rounds under <workdir>/checkpoints (0 = none); re-running the command resumes.")
-flags.DEFINE_string("oracle", _DEFAULT.oracle, "Who labels: simulated (the dataset's labels), human (each round writes <workdir>/round_NNN/query.png and labels.csv and stops; fill it in and run again) or terminal (asks image by image). human/terminal need --seeds=1 and one strategy.")
+flags.DEFINE_string("oracle", _DEFAULT.oracle, "Who labels: simulated (the dataset's labels), web (a labeling page in the browser), human (each round writes <workdir>/round_NNN/query.png and labels.csv and stops; fill it in and run again) or terminal (asks image by image). human/terminal need --seeds=1 and one strategy.")
+flags.DEFINE_string("initial_labels", _DEFAULT.initial_labels, "--dataset=unlabeled: images labeled before the run, a CSV path,label (paths as in the pool folder) or a folder of <class>/<image>.")
+flags.DEFINE_integer("image_size", _DEFAULT.image_size, "--dataset=unlabeled: resize images to this square side (0 = keep a shared size up to 128, else 64).")
+flags.DEFINE_float("holdout", _DEFAULT.holdout, "--dataset=unlabeled: share of each round's images whose answers are held out of training to measure accuracy (0 = none).")
+flags.DEFINE_string("cold_start", _DEFAULT.cold_start, "--dataset=unlabeled: how the first images are chosen before any label exists: typiclust, kmeans or random (on the inputs' principal components).")
+flags.DEFINE_string("host", _DEFAULT.host, "--oracle=web: the address the labeling page listens on (127.0.0.1 = this machine only).")
+flags.DEFINE_integer("port", _DEFAULT.port, "--oracle=web: the port of the labeling page (0 = any free port).")
+flags.DEFINE_string("token", _DEFAULT.token, "--oracle=web: the access token in the page's URL ('' = a new random one each start).")
 flags.DEFINE_integer("batchbald_configs", _DEFAULT.batchbald_configs, "BatchBALD: label configurations M, exact while C^b <= M, else M sampled.")
 flags.DEFINE_float("power_beta", _DEFAULT.power_beta, "power_bald / power_entropy: coldness beta (draw probability ~ score^beta).")
 flags.DEFINE_integer("graph_subset", _DEFAULT.graph_subset, "typiclust / probcover: work on at most this many random unlabeled items (0 = all).")
@@ -195,11 +202,11 @@ def main(argv):
   print(f"results written to {cfg.workdir}/ (config.json, results.json, curves.png, summary.md)")
 
 
-def cli(argv=None):
+def cli(argv=None, main_fn=None, module: str = __name__):
   """The `jaxal-run` console script: `--help` (or -h) prints the flags and what each list
-  accepts, and exits 0."""
+  accepts, and exits 0. (`jaxal-label` runs it with its own `main_fn` and docstring `module`.)"""
   try:
-    start(main, __name__, argv, extra=listing.text())
+    start(main_fn or main, module, argv, extra=listing.text())
   except KeyboardInterrupt:  # before or after `main` (flag parsing, imports, shutdown)
     if _debug():
       raise

@@ -79,3 +79,11 @@ def make_splits(labels: np.ndarray, num_classes: int, initial_size: int, val_siz
   initial = balanced_indices(labels, initial_size, rng, num_classes, exclude=~selectable,
                              what="initial_size")
   return Splits(initial=initial, val=val, selectable=selectable)
+
+
+def known_splits(labels: np.ndarray) -> Splits:
+  """The splits of a pool without labels: the items already labeled (label >= 0) are the initial
+  set, there is no validation set, and everything is selectable."""
+  labels = np.asarray(labels)
+  return Splits(initial=np.flatnonzero(labels >= 0).astype(np.int64), val=np.zeros(0, np.int64),
+                selectable=np.ones(labels.shape[0], bool))

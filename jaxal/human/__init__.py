@@ -33,11 +33,13 @@ from jaxal.human.answers import ClassNames, Item, LabelFileError, read_answers, 
     write_answers
 from jaxal.human.pending import remove_rounds
 from jaxal.human.pictures import contact_sheet, display_image
+from jaxal.human.person import PersonRun
 from jaxal.human.session import HUMAN_ORACLES, run_human
 from jaxal.human.terminal import terminal_session
 
-ORACLES = ("simulated",) + HUMAN_ORACLES
+PERSON_ORACLES = HUMAN_ORACLES + ("web",)   # web: the labeling page (jaxal.human.web)
+ORACLES = ("simulated",) + PERSON_ORACLES
 
 __all__ = ["ClassNames", "Item", "LabelFileError", "read_answers", "round_dir", "write_answers",
            "remove_rounds", "contact_sheet", "display_image", "HUMAN_ORACLES", "run_human",
-           "terminal_session", "ORACLES"]
+           "terminal_session", "ORACLES", "PERSON_ORACLES", "PersonRun"]

@@ -75,14 +75,17 @@ def round_dir(workdir: str, r: int) -> str:
 @dataclasses.dataclass
 class Item:
   """One thing a person answers: an image (`key` = its dataset index) or a cluster (`key` = the
-  cluster id, `proposed` the model's class, `size` its members, `shown` those in the montage).
-  `picture` is the PNG to look at."""
+  cluster id, `size` its members, `shown` those in the montage). `picture` is the PNG to look at.
+  `proposed` is the class the model proposes (-1: none yet) with probability `score` for an
+  image; `heldout`: an image whose label is kept out of training to measure accuracy."""
   kind: str
   key: int
   picture: str
   proposed: int = -1
   size: int = 0
   shown: int = 0
+  score: float = 0.0
+  heldout: bool = False
 
 
 def _csv_text(rows: Sequence[Sequence[Any]]) -> str:

@@ -43,13 +43,14 @@ def _save_pending(workdir: str, p: Pending, strategy: str) -> None:
   shutil.rmtree(path, ignore_errors=True)
   with checkpointing._quiet_orbax():  # pylint: disable=protected-access
     ckptr = ocp.StandardCheckpointer()
-    ckptr.save(os.path.join(path, "state"), p.states)
+    filled, empty = checkpointing._fill_empty(p.states)  # pylint: disable=protected-access
+    ckptr.save(os.path.join(path, "state"), filled)
     ckptr.wait_until_finished()
     ckptr.close()
   # The query in .npz: orbax refuses zero-size arrays (a query without clusters has them).
   query = {f.name: np.asarray(getattr(p.query, f.name)) for f in dataclasses.fields(p.query)}
   np.savez(os.path.join(path, "query.npz"), **query)
-  meta = {"round": p.round, "strategy": strategy, "record": p.record,
+  meta = {"round": p.round, "strategy": strategy, "record": p.record, "empty_leaves": empty,
           "checksums": checkpointing.checksums({"states": p.states, "query": query}),
           "images": [dataclasses.asdict(it) for it in p.images],
           "clusters": [dataclasses.asdict(it) for it in p.clusters]}
@@ -73,8 +74,10 @@ def _load_pending(workdir: str, r: int, like: Any) -> Pending | None:
       meta = json.load(f)
     with checkpointing._quiet_orbax():  # pylint: disable=protected-access
       ckptr = ocp.StandardCheckpointer()
-      states = ckptr.restore(os.path.join(path, "state"),
-                             jax.tree.map(ocp.utils.to_shape_dtype_struct, like))
+      target, _ = checkpointing._fill_empty(  # pylint: disable=protected-access
+          jax.tree.map(ocp.utils.to_shape_dtype_struct, like))
+      states = checkpointing._restore_empty(  # pylint: disable=protected-access
+          ckptr.restore(os.path.join(path, "state"), target), meta.get("empty_leaves", []))
       ckptr.close()
     with np.load(os.path.join(path, "query.npz")) as f:
       query = {name: f[name] for name in f.files}

@@ -75,6 +75,14 @@ def contact_sheet(images: np.ndarray, tags: Sequence[str], path: str,
   return _save_png(sheet, path)
 
 
+def png_bytes(image: np.ndarray, cell: int = 256) -> bytes:
+  """uint8 [H, W, C] as PNG bytes, about `cell` pixels on its longer side (`display_image`)."""
+  import io  # pylint: disable=import-outside-toplevel
+  buf = io.BytesIO()
+  display_image(image, cell).save(buf, format="PNG")
+  return buf.getvalue()
+
+
 def _save_png(image, path: str) -> str:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = f"{path}.tmp.png"

@@ -56,6 +56,14 @@ def get_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 1
   c.keep_checkpoints = 2
   c.oracle = "simulated"
+  # A pool without labels (--dataset=unlabeled) and the labeling page (--oracle=web).
+  c.initial_labels = ""
+  c.image_size = 0
+  c.holdout = 0.2
+  c.cold_start = "typiclust"
+  c.host = "127.0.0.1"
+  c.port = 8765
+  c.token = ""
   # Strategy hyper-parameters (the factories in jaxal.strategies; names in jaxal.registry).
   c.batchbald_configs = 1000
   c.power_beta = 1.0

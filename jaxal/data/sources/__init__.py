@@ -19,6 +19,7 @@ from jaxal.data.sources.folder import IMAGE_EXTENSIONS, _load_folder
 from jaxal.data.sources.idx import FASHION_MNIST_CLASSES, IDX_FILES, _load_idx, read_idx
 from jaxal.data.sources.npz import _load_npz
 from jaxal.data.sources.tfds import _load_tfds
+from jaxal.data.sources.unlabeled import UNKNOWN, load_unlabeled
 
 __all__ = [
     "Dataset",
@@ -29,6 +30,8 @@ __all__ = [
     "SOURCE_NAMES",
     "check_labels",
     "load_dataset",
+    "load_unlabeled",
+    "UNKNOWN",
     "read_idx",
 ]
 

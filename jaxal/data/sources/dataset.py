@@ -15,6 +15,10 @@ import numpy as np
 from jaxal.errors import ArgumentError
 
 
+UNKNOWN = -1
+"""The label of an image of an unlabeled pool that nobody has labeled yet."""
+
+
 class DatasetError(ArgumentError):
   """A dataset could not be found, read or validated; the message says what, where and what is
   accepted (parameters in braces, as `jaxal.errors.ArgumentError`)."""
@@ -33,6 +37,12 @@ class Dataset:
     train_index: int64 [N] position of each training item in the source's original training order
       (`arange(N)` right after loading; transforms that drop items keep the original positions).
     name: a short description of the source, e.g. "digits", "idx:mnist", "tfds:mnist".
+    unlabeled: True for a pool whose labels are unknown (`jaxal.data.sources.unlabeled`):
+      `y_train` is `UNKNOWN` (-1) except for the images labeled before the run, and the test split
+      is empty. A person labels it (`--oracle=web|human|terminal`).
+    paths: for an unlabeled pool, each training image's file (relative to `root`, '/'-separated,
+      or a zip member) or "#<i>" for an array item; the labels export and the web page use them.
+    root: the folder, zip or array file the paths are relative to.
 
   Construction validates dtypes, ranks, lengths and label ranges and raises `DatasetError`.
   """
@@ -43,6 +53,9 @@ class Dataset:
   class_names: tuple[str, ...]
   train_index: np.ndarray
   name: str
+  unlabeled: bool = False
+  paths: tuple[str, ...] = ()
+  root: str = ""
 
   def __post_init__(self):
     where = f"dataset '{self.name}'"
@@ -63,7 +76,8 @@ class Dataset:
         raise DatasetError(
             f"{where}: y_{split} must be an int32 array of shape ({x.shape[0]},) matching "
             f"x_{split}, got {_describe_array(y)}.")
-      check_labels(y, len(self.class_names), f"{where}, y_{split}")
+      check_labels(y[y != UNKNOWN] if self.unlabeled and split == "train" else y,
+                   len(self.class_names), f"{where}, y_{split}")
     if self.x_train.shape[1:] != self.x_test.shape[1:]:
       raise DatasetError(
           f"{where}: train images have shape {self.x_train.shape[1:]} but test images have shape "
