@@ -7,9 +7,6 @@ import csv
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -21,7 +18,8 @@ pytest.importorskip("starlette")
 pytest.importorskip("httpx")
 from starlette.testclient import TestClient  # noqa: E402
 
-from tests.web_support import CLASSES, make_folder, make_labeling, true_answer, wait_for  # noqa: E402
+from tests.web_support import (CLASSES, make_folder, make_labeling, start_server,  # noqa: E402
+                               true_answer, wait_for)
 
 TOKEN = "test-token-123"
 H = {"X-Jaxal-Token": TOKEN}
@@ -252,12 +250,6 @@ def test_cluster_rounds_show_montages_and_take_accept_decline_or_a_class(tmp_pat
       lab.person.close()
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def _get(url):
   with urllib.request.urlopen(url, timeout=30) as r:
     return json.loads(r.read())
@@ -270,42 +262,20 @@ def _post(url, body):
     return json.loads(r.read())
 
 
-def _start(folder, workdir, port, env):
-  cmd = [sys.executable, "-m", "experiments.label", f"--data_dir={folder}",
-         f"--workdir={workdir}", f"--port={port}", f"--token={TOKEN}", "--model=mlp",
-         "--rounds=2", "--query_size=6", "--epochs=5"]
-  return subprocess.Popen(cmd, cwd=os.path.dirname(os.path.dirname(__file__)), env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
 @pytest.mark.slow
 def test_kill_and_restart_mid_round_loses_nothing(tmp_path):
   folder, workdir = str(tmp_path / "pool"), str(tmp_path / "work")
   make_folder(folder)
-  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-  port = _free_port()
-  base = f"http://127.0.0.1:{port}"
-  proc = _start(folder, workdir, port, env)
+  proc, base = start_server(folder, workdir, TOKEN)
   try:
-    line = ""
-    while "labeling page:" not in line:
-      line = proc.stdout.readline()
-      assert line, "the server ended before printing its address"
-    assert f"{base}/?token={TOKEN}" in line
     s = wait_for(lambda: _get(f"{base}/api/state?token={TOKEN}"))
     for slot, name in ((0, "one"), (1, "two"), (2, "skip")):
       _post(f"{base}/api/answer?token={TOKEN}", {"round": 0, "slot": slot, "answer": name})
   finally:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-  port = _free_port()
-  base = f"http://127.0.0.1:{port}"
-  proc = _start(folder, workdir, port, env)
+  proc, base = start_server(folder, workdir, TOKEN)   # the same command again
   try:
-    line = ""
-    while "labeling page:" not in line:
-      line = proc.stdout.readline()
-      assert line, "the restarted server ended before printing its address"
     s2 = wait_for(lambda: _get(f"{base}/api/state?token={TOKEN}"))
     assert s2["round"] == 0
     assert [it["index"] for it in s2["images"]] == [it["index"] for it in s["images"]]

@@ -1,27 +1,24 @@
 """The labeling page in a real browser: headless Chromium (Debian's `chromium`, installed by
 .ci/run) driven by Playwright. A person labels two rounds of a small unlabeled folder by clicking and
 by keyboard, reloads mid-round, undoes, finishes each round, waits for the next query, exports the
-network and stops the server. With JAXAL_DOCS_SCREENSHOTS=1 it also writes the pictures in docs/."""
+network and stops the server."""
 from __future__ import annotations
 
 import csv
 import json
 import os
 import shutil
-import subprocess
-import sys
 import urllib.request
 
 import pytest
 
-from tests.test_web import TOKEN, _free_port
-from tests.web_support import CLASSES, make_folder, wait_for
+from tests.test_web import TOKEN
+from tests.web_support import CLASSES, make_folder, start_server, wait_for
 
 CHROMIUM = os.environ.get("JAXAL_CHROMIUM") or shutil.which("chromium") or shutil.which(
     "chromium-browser")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
 
 
 def _skip_reason() -> str | None:
@@ -56,19 +53,8 @@ def test_label_two_rounds_in_the_browser(tmp_path):
   truth = make_folder(folder)
   from jaxal.data.sources import load_unlabeled  # pylint: disable=import-outside-toplevel
   paths = load_unlabeled(folder).paths
-  port = _free_port()
-  base = f"http://127.0.0.1:{port}"
-  proc = subprocess.Popen(
-      [sys.executable, "-m", "experiments.label", f"--data_dir={folder}", f"--workdir={workdir}",
-       f"--port={port}", f"--token={TOKEN}", "--model=mlp", "--rounds=2", "--query_size=6",
-       "--epochs=5"], cwd=os.path.dirname(DOCS), env={**os.environ, "JAX_PLATFORMS": "cpu"},
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-  shots = os.environ.get("JAXAL_DOCS_SCREENSHOTS") == "1"
+  proc, base = start_server(folder, workdir, TOKEN)
   try:
-    line = ""
-    while "labeling page:" not in line:
-      line = proc.stdout.readline()
-      assert line, "the server ended before printing its address"
     wait_for(lambda: _state(base))
     with sync_playwright() as p:
       browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -109,9 +95,6 @@ def test_label_two_rounds_in_the_browser(tmp_path):
         page.wait_for_function("!document.querySelector('#finish').disabled")
         rows = _csv(workdir, r)
         assert [rows[it["index"]] for it in s["images"]] == answers
-        if shots and r == 1:
-          page.keyboard.press("ArrowLeft")
-          page.screenshot(path=os.path.join(DOCS, "label_page.png"))
         page.keyboard.press("Enter")
         if r == 0:
           page.wait_for_selector("#training:not([hidden])")
@@ -122,8 +105,6 @@ def test_label_two_rounds_in_the_browser(tmp_path):
       page.click("#export-model")
       page.wait_for_function("document.querySelector('#export-out').textContent"
                              ".includes('load_model')")
-      if shots:
-        page.screenshot(path=os.path.join(DOCS, "label_results.png"))
       page.click("#stop")
       browser.close()
     assert proc.wait(60) == 0   # every round answered

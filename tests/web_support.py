@@ -73,5 +73,35 @@ def wait_for(get_state, phases=("asking", "done"), timeout: float = 240.0) -> di
   raise AssertionError(f"still {s['phase']} after {timeout} s")
 
 
+def free_port() -> int:
+  import socket  # pylint: disable=import-outside-toplevel
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def start_server(folder: str, workdir: str, token: str = "test-token-123"):
+  """`python -m experiments.label` on `folder` (MLP, 2 rounds of 6, 5 epochs) on a free port, once
+  it has printed its address. Returns (process, base URL)."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  port = free_port()
+  base = f"http://127.0.0.1:{port}"
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "experiments.label", f"--data_dir={folder}", f"--workdir={workdir}",
+       f"--port={port}", f"--token={token}", "--model=mlp", "--rounds=2", "--query_size=6",
+       "--epochs=5"], cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+      env={**os.environ, "JAX_PLATFORMS": "cpu"}, stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True)
+  line = ""
+  while "labeling page:" not in line:
+    line = proc.stdout.readline()
+    if not line:
+      proc.wait()
+      raise AssertionError("the server ended before printing its address")
+  assert f"{base}/?token={token}" in line, line
+  return proc, base
+
+
 def true_answer(truth: dict[str, int], paths, index: int) -> str:
   return CLASSES[truth[paths[index]]]
