@@ -208,7 +208,8 @@ def run(round_fn: Round, pool: LabeledArrays, test: LabeledArrays | None, seeds:
         states: ALState | None = None, records: Sequence[dict] | None = None,
         on_state: Callable[[int, ALState, list[dict]], None] | None = None,
         stop: stopping.StopRules | None = None,
-        progress: progress_lib.Reporter | None = None, compile_ahead: bool = True) -> list[dict]:
+        progress: progress_lib.Reporter | None = None, compile_ahead: bool = True,
+        phases: bool = True) -> list[dict]:
   """Runs `round_fn.budget.rounds` acquisition rounds for all seeds in one program (see
   `over_seeds`), then a final training; optionally resumes from a checkpoint.
 
@@ -237,6 +238,9 @@ def run(round_fn: Round, pool: LabeledArrays, test: LabeledArrays | None, seeds:
       record gets "stopped": {"rule", "round"}. The rules on the stop set need `stop_set` > 0.
     progress: a `jaxal.progress.Reporter` showing each round's phases, loss and ETA while it runs
       (the programs then report their phases through host callbacks; same values).
+    phases: with `progress`, the programs report the phases inside each round (train, evaluate,
+      select) through host callbacks; False reports rounds only, and the programs, free of host
+      callbacks, can be kept in JAX's persistent compilation cache.
     compile_ahead: compile the final program in a background thread during the first round
       (it is a different program from the round), so the last round does not stop to compile.
   Returns:
@@ -263,7 +267,8 @@ def run(round_fn: Round, pool: LabeledArrays, test: LabeledArrays | None, seeds:
     raise ArgumentError("{stop} rules on uncertainty or agreement need a stop set: make the round "
                         "with {stop_set} > 0.")
   tracker = stopping.StopTracker(stop, len(records)) if stop is not None and stop.active else None
-  step, final = fns or make_round_fns(round_fn, seed_batching, progress_hooks=progress is not None)
+  step, final = fns or make_round_fns(round_fn, seed_batching,
+                                           progress_hooks=progress is not None and phases)
   index_map = np.arange(pool.x.shape[0]) if train_index is None else np.asarray(train_index)
   # Resumed after a stop fired (the records say so) but before its final evaluation: do it now.
   stopped = bool(records) and all(rec.get("stopped") for rec in records)

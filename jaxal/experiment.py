@@ -197,6 +197,14 @@ def write_results(results: Mapping, workdir: str) -> None:
 
 
 
+def _phases(cfg: Mapping[str, Any]) -> bool:
+  """`--progress`: phases inside each round (host callbacks in the programs), or rounds only (the
+  programs can then be loaded from the compilation cache); "auto": phases on a terminal."""
+  import sys  # pylint: disable=import-outside-toplevel
+  mode = cfg.get("progress", "auto")
+  return mode == "phases" or (mode == "auto" and sys.stdout.isatty())
+
+
 def _person_summary(results: Mapping) -> str:
   """summary.md of a run on a pool without labels: one line per round."""
   lines = [f"# {results['config'].get('dataset')}: labeled by a person", "",
@@ -222,6 +230,7 @@ def _run_strategy(round_fn, pool: LabeledArrays, test: LabeledArrays, seeds: lis
   run = functools.partial(driver.run, round_fn, pool, test, seeds, splits,
                           train_index=train_index, on_round=progress,
                           progress=getattr(progress, "reporter", None),
+                          phases=_phases(cfg),
                           seed_batching=cfg["seed_batching"], stop=stop_rules(cfg))
   if not every:
     return run()

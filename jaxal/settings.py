@@ -150,6 +150,9 @@ def validate(cfg: Mapping[str, Any]) -> None:
     raise ConfigError("--classes and --class_map cannot be combined; merge with --class_map "
                       "(it may leave classes out) or subset with --classes.")
   _validate_oracle(cfg, names)
+  if cfg.get("progress", "auto") not in ("auto", "phases", "rounds"):
+    raise ConfigError(f"--progress: unknown value {cfg['progress']!r}; accepted: auto, phases, "
+                      "rounds.")
   if cfg["noise"] not in NOISE_KINDS:
     raise ConfigError(f"--noise: unknown noise {cfg['noise']!r}; accepted: "
                       f"{', '.join(NOISE_KINDS)}.")

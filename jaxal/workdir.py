@@ -19,7 +19,7 @@ from jaxal.settings import ConfigError, parse_list
 # Settings that do not change the results: a resumed run may change them freely.
 RESUME_IGNORED = ("workdir", "cache_dir", "overwrite", "checkpoint_every", "keep_checkpoints",
                   "jax_version", "backend", "seed_batching", "dropout_masks", "host", "port",
-                  "token", "open_browser")
+                  "token", "progress")
 
 
 def _checkpoint_settings(cfg: Mapping[str, Any]) -> tuple[int, int, bool]:

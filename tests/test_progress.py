@@ -3,6 +3,7 @@ ETA on a fake clock; the divergence warning; and on a small real run: the phases
 selections and accuracies are the same with progress on and off, and the final program is compiled
 before the last round (which is not labelled as compiling)."""
 import io
+import os
 import math
 
 import numpy as np
@@ -132,3 +133,36 @@ def test_progress_phases_in_order_same_results_and_final_compiled_ahead():
   assert [p["train_loss"] for p in rounds_seen] == pytest.approx(
       [np.mean([rec["rounds"][r]["train_loss"] for rec in off]) for r in range(3)])
   assert all(p["warning"] is None for p in rounds_seen)
+
+
+@pytest.mark.slow
+def test_progress_rounds_keeps_the_programs_in_the_compilation_cache(tmp_path):
+  """`--progress=rounds` compiles the round without host callbacks, so JAX's persistent cache
+  (`--compilation_cache`) keeps it; `--progress=phases` programs carry callbacks and are not
+  written. Results are the same either way."""
+  import json
+  import subprocess
+  import sys
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")
+         and k != "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"}
+  env.update(JAX_PLATFORMS="cpu", JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")   # keep all
+  runs = {}
+  for mode in ("phases", "rounds"):
+    cache = tmp_path / f"cache_{mode}"
+    out = subprocess.run(
+        [sys.executable, "-m", "experiments.run", "--strategies=entropy", "--seeds=1",
+         "--rounds=2", "--epochs=2", f"--workdir={tmp_path / mode}", f"--progress={mode}",
+         f"--compilation_cache={cache}"], cwd=repo, env=env, capture_output=True, text=True,
+        timeout=600)
+    assert out.returncode == 0, out.stderr
+    rows = json.load(open(tmp_path / mode / "results.json"))["runs"][0]["rounds"]
+    runs[mode] = ([{k: v for k, v in row.items() if k != "seconds"} for row in rows],
+                  sum(len(files) for _, _, files in os.walk(cache)))
+  assert runs["phases"][0] == runs["rounds"][0]
+  assert runs["rounds"][1] > runs["phases"][1], runs   # the round and final programs are kept
+  bad = subprocess.run([sys.executable, "-m", "experiments.run", "--progress=live"], cwd=repo,
+                       env=env, capture_output=True, text=True, timeout=120)
+  assert bad.returncode == 1
+  assert bad.stderr.strip().splitlines()[-1] == (
+      "error: --progress: unknown value 'live'; accepted: auto, phases, rounds.")

@@ -25,7 +25,7 @@ from absl import flags
 
 from jaxal import experiment, human
 from jaxal import presets as configs
-from jaxal.cli import listing, start
+from jaxal.cli import cache, listing, start
 from jaxal.errors import ArgumentError
 
 _DEFAULT = configs.load("default")
@@ -81,6 +81,7 @@ flags.DEFINE_string("initial_labels", _DEFAULT.initial_labels, "--dataset=unlabe
 flags.DEFINE_integer("image_size", _DEFAULT.image_size, "--dataset=unlabeled: resize images to this square side (0 = keep a shared size up to 128, else 64).")
 flags.DEFINE_float("holdout", _DEFAULT.holdout, "--dataset=unlabeled: share of each round's images whose answers are held out of training to measure accuracy (0 = none).")
 flags.DEFINE_string("cold_start", _DEFAULT.cold_start, "--dataset=unlabeled: how the first images are chosen before any label exists: typiclust, kmeans or random (on the inputs' principal components).")
+flags.DEFINE_string("progress", _DEFAULT.progress, "While a round runs: phases (train / evaluate / select, live; the programs carry host callbacks and are not cached), rounds (a line a round; the compiled programs are kept in --compilation_cache) or auto (phases when the output is a terminal).")
 flags.DEFINE_string("host", _DEFAULT.host, "--oracle=web: the address the labeling page listens on (127.0.0.1 = this machine only).")
 flags.DEFINE_integer("port", _DEFAULT.port, "--oracle=web: the port of the labeling page (0 = any free port).")
 flags.DEFINE_string("token", _DEFAULT.token, "--oracle=web: the access token in the page's URL ('' = a new random one each start).")
@@ -108,6 +109,9 @@ flags.DEFINE_integer("noise_seed", _DEFAULT.noise_seed, "Seed of the noise (the 
 flags.DEFINE_string("pretrained", _DEFAULT.pretrained, "An .npz of pretrained weights (resnet18 / resnet18_imagenet; see experiments/convert_torchvision_resnet.py).")
 flags.DEFINE_integer("keep_checkpoints", _DEFAULT.keep_checkpoints, "Checkpoints kept per strategy (the newest N).")
 
+flags.DEFINE_string("compilation_cache", cache.default_folder(), "Folder of the persistent XLA "
+                    "compilation cache: later runs of the same programs load them instead of "
+                    "compiling ('' = off; JAX_COMPILATION_CACHE_DIR wins when set).")
 flags.DEFINE_string("list", "", f"Print the accepted values of one of {', '.join(listing.KINDS)} "
                     "(one line each) and exit.")
 
@@ -184,6 +188,7 @@ def main(argv):
                f"{', '.join(listing.KINDS)}.")
     print(listing.text((FLAGS.list,)))
     return
+  cache.use_compilation_cache(FLAGS.compilation_cache)
   try:
     cfg = resolve_config()
     results = experiment.run_experiment(cfg.to_dict(), cfg.workdir)

@@ -56,6 +56,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 1
   c.keep_checkpoints = 2
   c.oracle = "simulated"
+  # Progress while a round runs: phases (train / evaluate / select, live), rounds (a line a round;
+  # the programs can come from the compilation cache) or auto (phases on a terminal).
+  c.progress = "auto"
   # A pool without labels (--dataset=unlabeled) and the labeling page (--oracle=web).
   c.initial_labels = ""
   c.image_size = 0
