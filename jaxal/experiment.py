@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxal import checkpointing, driver, human, models, registry, reporting, scoring, training
+from jaxal import (checkpointing, driver, features, human, models, registry, reporting, scoring,
+                   training)
 from jaxal.lock import holding_workdir_lock
 from jaxal.data import DatasetError, channel_stats, make_splits, normalize
 from jaxal.errors import ArgumentError
@@ -66,7 +67,9 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
                             jnp.asarray(ds.y_train, jnp.int32))
   test = LabeledArrays(jnp.asarray(normalize(ds.x_test, mean, std)),
                             jnp.asarray(ds.y_test, jnp.int32))
+  pool, test = features.frozen_inputs(cfg, ds, pool, test)   # --train=linear: embeddings
   extra = {"pretrained": cfg["pretrained"]} if cfg["pretrained"] else {}
+  extra.update(features.model_kwargs(cfg))   # --train=finetune: the encoder's weights
   try:
     model = models.get_model(cfg["model"], ds.num_classes, **extra)
   except TypeError as e:
