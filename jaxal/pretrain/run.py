@@ -27,6 +27,7 @@ import optax
 import orbax.checkpoint as ocp
 
 from jaxal import models
+from jaxal.checkpointing import _quiet_orbax  # pylint: disable=protected-access
 from jaxal.data import channel_stats, load_dataset, subsample
 from jaxal.errors import ArgumentError
 from jaxal.models.pretrained import save_pretrained
@@ -109,14 +110,15 @@ def pretrain(cfg: Mapping[str, Any], workdir: str, log: Callable[[str], None] = 
   chunk = max(1, int(cfg["log_every"]))
   state = init_state(net, tx, seed, sample)
   curve, chunks = [], []
-  manager = _manager(workdir) if every else None
-  if manager is not None and manager.latest_step() is not None:
-    step = manager.latest_step()
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                                        meta=ocp.args.JsonRestore()))
-    state, curve = out["state"], out["meta"]["curve"]
-    log(f"resuming from checkpoint step {step} of {total}")
+  with _quiet_orbax():
+    manager = _manager(workdir) if every else None
+    if manager is not None and manager.latest_step() is not None:
+      step = manager.latest_step()
+      abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+      out = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+      state, curve = out["state"], out["meta"]["curve"]
+      log(f"resuming from checkpoint step {step} of {total}")
   train_steps = make_train_steps(net, tx, aug, int(cfg["batch_size"]), float(cfg["temperature"]))
   images, mean_j, std_j = jnp.asarray(pool), jnp.asarray(mean), jnp.asarray(std)
   log(f"{ds.name}: pretraining {cfg['method']} on {len(pool)} images {pool.shape[1:]} with the "
@@ -136,12 +138,14 @@ def pretrain(cfg: Mapping[str, Any], workdir: str, log: Callable[[str], None] = 
     log(f"step {done:>6}/{total}  loss {loss:.4f}  {2 * n * int(cfg['batch_size']) / seconds:,.0f} "
         f"views/s")
     if manager is not None and (done % every == 0 or done == total):
-      manager.save(done, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                 meta=ocp.args.JsonSave({"curve": curve})),
-                   force=True)
-      manager.wait_until_finished()
+      with _quiet_orbax():
+        manager.save(done, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                   meta=ocp.args.JsonSave({"curve": curve})),
+                     force=True)
+        manager.wait_until_finished()
   if manager is not None:
-    manager.close()
+    with _quiet_orbax():
+      manager.close()
   return _finish(cfg, workdir, ds, backbone, net, state, mean, std, curve, chunks,
                  time.perf_counter() - started, log)
 
