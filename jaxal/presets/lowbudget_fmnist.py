@@ -10,8 +10,7 @@ self-supervised embeddings, no validation set, 10 seeds. Give the embeddings wit
 """
 from jaxal.presets import default
 
-STRATEGIES = ("random,typiclust,probcover,coreset,kmeans,badge,hybrid,margin,entropy,"
-              "least_confidence")
+STRATEGIES = "random,typiclust,probcover,coreset,kmeans,badge,hybrid,margin,entropy"
 
 
 def get_config():
@@ -30,5 +29,5 @@ def get_config():
   c.learning_rate = 1e-2
   c.val_size = 0
   c.n_clusters = 5
-  c.graph_subset = 10000
+  c.graph_subset = 5000
   return c

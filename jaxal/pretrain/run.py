@@ -36,8 +36,9 @@ from jaxal.pretrain.probe import linear_probe
 from jaxal.pretrain.steps import PretrainState, SimCLRNet, init_state, make_embed, make_train_steps
 from jaxal.reporting import write_json_atomic
 
-# Settings that a re-run may change without changing the result.
-RESUME_IGNORED = ("workdir", "overwrite", "probe_steps", "cache_dir", "log_every")
+# Settings that a re-run may change without changing the result. `steps` too: the key of step t
+# depends only on the seed and t, so a run extended to more steps equals one started with them.
+RESUME_IGNORED = ("workdir", "overwrite", "probe_steps", "cache_dir", "log_every", "steps")
 
 
 def check(cfg: Mapping[str, Any]) -> None:
@@ -118,6 +119,9 @@ def pretrain(cfg: Mapping[str, Any], workdir: str, log: Callable[[str], None] = 
       out = manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
       state, curve = out["state"], out["meta"]["curve"]
+      if step > total:
+        raise ArgumentError(f"{{steps}}={total}: the workdir holds a checkpoint after step {step}; "
+                            "give at least that many steps (or --overwrite).")
       log(f"resuming from checkpoint step {step} of {total}")
   train_steps = make_train_steps(net, tx, aug, int(cfg["batch_size"]), float(cfg["temperature"]))
   images, mean_j, std_j = jnp.asarray(pool), jnp.asarray(mean), jnp.asarray(std)
