@@ -49,8 +49,11 @@ def simclr_mnist() -> ml_collections.ConfigDict:
 
 
 def simclr_fmnist() -> ml_collections.ConfigDict:
-  """Fashion-MNIST: as MNIST, with horizontal flips (clothes are left-right symmetric)."""
+  """Fashion-MNIST: as MNIST, with horizontal flips (clothes are left-right symmetric), and the
+  MLP's trunk (256-d features): LeNet-5's 120-d trunk reached a linear probe of 0.832 in 5000
+  steps, the MLP's 0.856 (BUILD_NOTES.md, "Good features (issue 19)")."""
   c = simclr_mnist()
+  c.model = "mlp"
   c.flip = True
   return c
 
