@@ -60,14 +60,6 @@ def test_views_keep_shapes_and_ranges(channels, aug):
   assert not np.allclose(v1, v2)   # two keys, two different views
 
 
-def test_crop_resampling_of_the_whole_image_is_the_identity():
-  # the crop's resampling with scale 1 and no offset (the crop's mapping) returns the image
-  x = jax.random.uniform(jax.random.PRNGKey(0), (8, 8, 1))
-  out = jax.image.scale_and_translate(x, x.shape, (0, 1), jnp.ones(2), jnp.zeros(2),
-                                      method="linear", antialias=False)
-  np.testing.assert_allclose(out, x, atol=1e-6)
-
-
 @pytest.mark.slow
 def test_linear_probe_matches_scikit_learn_logistic_regression():
   from sklearn.linear_model import LogisticRegression
