@@ -15,6 +15,7 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxal.pretrain.augment import Augment, views
@@ -114,7 +115,6 @@ def make_embed(net: SimCLRNet, batch: int = 1024):
     return net.apply(variables, x, train=False, project=False)
 
   def embed(variables, images, mean, std):
-    import numpy as np  # pylint: disable=import-outside-toplevel
     out = [np.asarray(chunk(variables, images[i:i + batch], mean, std))
            for i in range(0, len(images), batch)]
     return np.concatenate(out, axis=0).astype(np.float32)
