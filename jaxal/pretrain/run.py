@@ -174,10 +174,11 @@ def _finish(cfg, workdir, ds, backbone, net, state: PretrainState, mean, std, cu
           "test_size": int(len(ds.y_test)), "num_classes": int(ds.num_classes)}
   write_json_atomic(os.path.join(workdir, "encoder.json"), info)
   timed = chunks[1:] or chunks   # the first chunk of this process includes compilation
-  steps_s = sum(n for n, _ in timed) / max(sum(s for _, s in timed), 1e-9)
+  steps_s = (sum(n for n, _ in timed) / max(sum(s for _, s in timed), 1e-9)) if timed else None
   result = {"config": dict(cfg), "encoder": info, "curve": curve,
-            "steps_per_second": steps_s,
-            "images_per_second": steps_s * int(cfg["batch_size"]), "wall_seconds": wall,
+            "steps_per_second": steps_s,   # None when this process ran no step (resumed at the end)
+            "images_per_second": steps_s and steps_s * int(cfg["batch_size"]),
+            "wall_seconds": wall,
             "backend": jax.default_backend()}
   if cfg["probe_steps"]:
     result["linear_probe"] = linear_probe(train_emb, ds.y_train, test_emb, ds.y_test,
