@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxal import checkpointing, driver, human, models, registry, reporting, scoring, training
+from jaxal import (checkpointing, driver, features, human, models, registry, reporting, scoring,
+                   training)
 from jaxal.lock import holding_workdir_lock
 from jaxal.data import DatasetError, channel_stats, make_splits, normalize
 from jaxal.data.splits import known_splits
@@ -70,10 +71,13 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
   mean, std = channel_stats(ds.x_train)
   pool = LabeledArrays(jnp.asarray(normalize(ds.x_train, mean, std)),
                             jnp.asarray(ds.y_train, jnp.int32))
-  test = (None if ds.unlabeled else
-          LabeledArrays(jnp.asarray(normalize(ds.x_test, mean, std)),
-                        jnp.asarray(ds.y_test, jnp.int32)))
+  test = LabeledArrays(jnp.asarray(normalize(ds.x_test, mean, std)),
+                       jnp.asarray(ds.y_test, jnp.int32))
+  pool, test = features.frozen_inputs(cfg, ds, pool, test)   # --train=linear: embeddings
+  if ds.unlabeled:
+    test = None   # a pool without labels has no test set
   extra = {"pretrained": cfg["pretrained"]} if cfg["pretrained"] else {}
+  extra.update(features.model_kwargs(cfg))   # --train=finetune: the encoder's weights
   try:
     model = models.get_model(cfg["model"], ds.num_classes, **extra)
   except TypeError as e:

@@ -9,7 +9,7 @@ import math
 import os
 from typing import Any, Mapping
 
-from jaxal import human, models, registry, stopping
+from jaxal import features, human, models, registry, stopping
 from jaxal.data import (Dataset, DatasetError, load_class_map, load_dataset, merge_classes,
                         noise_dataset, subsample, subset_classes)
 from jaxal.errors import ArgumentError
@@ -44,6 +44,8 @@ FLAG_NAMES = {
         ("min_uncertainty", "min_uncertainty"), ("agreement", "agreement"),
         ("patience", "patience"))},
     **{param: f"--{flag}" for param, flag in registry.PARAMETER_SETTINGS.items()},
+    **{k: f"--{k}" for k in ("train", "features", "encoder", "classes", "class_map", "test_limit",
+                             "noise")},
 }
 
 
@@ -165,6 +167,10 @@ def validate(cfg: Mapping[str, Any]) -> None:
   if cfg["pretrained"] and not os.path.isfile(cfg["pretrained"]):
     raise ConfigError(f"--pretrained: no file {cfg['pretrained']!r} (an .npz of weights; see "
                       "experiments/convert_torchvision_resnet.py).")
+  try:
+    features.validate(cfg)   # --train, --features, --encoder
+  except ArgumentError as e:
+    raise flag_error(e) from e
   rules = stop_rules(cfg)
   if rules.needs_stop_set and cfg["stop_set"] < 1:
     raise ConfigError("--stop_min_uncertainty / --stop_agreement need a stop set: set --stop_set "

@@ -51,6 +51,8 @@ MODELS = {
     "cnn2_bn": "the four-metrics paper's 2-conv CNN with batch norm",
     "resnet18": "ResNet-18 with the 32x32 (CIFAR) stem",
     "resnet18_imagenet": "ResNet-18 with the ImageNet stem (--pretrained weights)",
+    "linear": "a linear classifier on embeddings (--train=linear with --encoder or --features)",
+    "mlp_head": "one hidden layer with dropout on embeddings (--train=linear)",
 }
 
 

@@ -107,6 +107,9 @@ flags.DEFINE_float("noise_amount", _DEFAULT.noise_amount, "Salt-and-pepper: shar
 flags.DEFINE_string("noise_splits", _DEFAULT.noise_splits, "Where noise goes: train (the pool), test, or train,test.")
 flags.DEFINE_integer("noise_seed", _DEFAULT.noise_seed, "Seed of the noise (the same corrupted data for every run seed).")
 flags.DEFINE_string("pretrained", _DEFAULT.pretrained, "An .npz of pretrained weights (resnet18 / resnet18_imagenet; see experiments/convert_torchvision_resnet.py).")
+flags.DEFINE_string("train", _DEFAULT.train, "What is trained: full (the network on images), linear (a head, --model=linear or mlp_head, on frozen embeddings from --encoder or --features) or finetune (the network started from --encoder every round).")
+flags.DEFINE_string("features", _DEFAULT.features, "A .npy of embeddings [N_train + N_test, D] (training images, then test images, in the dataset's order), for --train=linear.")
+flags.DEFINE_string("encoder", _DEFAULT.encoder, "An encoder.npz written by jaxal-pretrain (with its encoder.json), for --train=linear or finetune.")
 flags.DEFINE_integer("keep_checkpoints", _DEFAULT.keep_checkpoints, "Checkpoints kept per strategy (the newest N).")
 
 flags.DEFINE_string("compilation_cache", cache.default_folder(), "Folder of the persistent XLA "

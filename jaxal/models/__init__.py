@@ -9,6 +9,7 @@ import flax.linen as nn
 from jaxal.errors import ArgumentError
 
 from jaxal.models.dropout import Dropout, keep_mask
+from jaxal.models.heads import Linear, MLPHead
 from jaxal.models.networks import CNN2BN, CNN3, GalCNN, LeNet5, MLP
 from jaxal.models.pretrained import flatten_variables, load_pretrained, save_pretrained
 from jaxal.models.resnet import BasicBlock, ResNet18
@@ -25,7 +26,11 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "cnn2_bn": CNN2BN,
     "resnet18": functools.partial(ResNet18, stem="cifar"),
     "resnet18_imagenet": functools.partial(ResNet18, stem="imagenet"),
+    # heads on frozen embeddings (--train=linear): their features are the embeddings
+    "linear": Linear,
+    "mlp_head": MLPHead,
 }
+HEADS = ("linear", "mlp_head")
 
 
 def get_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
@@ -36,6 +41,6 @@ def get_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
   return MODELS[name](num_classes=num_classes, **kwargs)
 
 
-__all__ = ["MODELS", "get_model", "MLP", "LeNet5", "CNN3", "GalCNN", "CNN2BN", "ResNet18",
+__all__ = ["HEADS", "MODELS", "get_model", "Linear", "MLPHead", "MLP", "LeNet5", "CNN3", "GalCNN", "CNN2BN", "ResNet18",
            "BasicBlock", "Dropout", "flatten_variables", "keep_mask", "load_pretrained",
            "save_pretrained"]

@@ -38,6 +38,7 @@ class _Split(nn.Module):
 class MLP(_Split):
   """Flatten, hidden dense layers with ReLU and dropout, then a linear classifier."""
   num_classes: int
+  pretrained: str = ""  # an .npz to start from (jaxal.training.init_variables)
   hidden: Sequence[int] = (256, 128)
   dropout_rate: float = 0.25
 
@@ -65,6 +66,7 @@ class LeNet5(_Split):
   (28x28 MNIST gives the classic 16x5x5 feature map).
   """
   num_classes: int
+  pretrained: str = ""  # an .npz to start from (jaxal.training.init_variables)
   dropout_rate: float = 0.5
 
   def setup(self):
@@ -97,6 +99,7 @@ class CNN3(_Split):
   digits) still go through all three blocks.
   """
   num_classes: int
+  pretrained: str = ""  # an .npz to start from (jaxal.training.init_variables)
   filters: Sequence[int] = (32, 64, 128)
   dense: Sequence[int] = (128,)
   dropout_rate: float = 0.5
@@ -135,6 +138,7 @@ class GalCNN(_Split):
   Learning), registered as `gal_cnn_code`: 3x3 convolutions, a 5x5 max-pool with stride 5 and a
   256-unit dense layer (28 -> 26 -> 24 -> 4)."""
   num_classes: int
+  pretrained: str = ""  # an .npz to start from (jaxal.training.init_variables)
   dropout_rates: Sequence[float] = (0.25, 0.5)
   kernel: int = 4
   pool: int = 2
@@ -199,6 +203,7 @@ class CNN2BN(_SplitBN):
   The trunk ends after dense(128)-ReLU; the head is dropout and the classifier.
   """
   num_classes: int
+  pretrained: str = ""  # an .npz to start from (jaxal.training.init_variables)
   filters: Sequence[int] = (32, 64)
   dense: int = 128
   dropout_rate: float = 0.5

@@ -85,6 +85,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.noise_splits = "train"
   c.noise_seed = 0
   c.pretrained = ""
+  # Self-supervised features (jaxal.features): full | linear | finetune, and where they come from.
+  c.train = "full"
+  c.features = ""
+  c.encoder = ""
   # Stopping rules (jaxal.stopping); 0 = off.
   c.stop_labels = 0
   c.stop_interactions = 0

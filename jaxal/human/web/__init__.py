@@ -54,7 +54,14 @@ class Labeling:
     self._write_results({**self.results, "runs": self.results["runs"] + [run]}, self.workdir)
 
   def _complete(self) -> None:
-    paths = self.export_model()
+    try:
+      paths = self.export_model()
+    except Refused as e:   # no exportable network: the labels still are
+      out = os.path.join(self.workdir, EXPORT_DIR)
+      os.makedirs(out, exist_ok=True)
+      reporting.write_atomic(os.path.join(out, "labels.csv"), self.labels_csv())
+      self.log(f"labels: {os.path.join(out, 'labels.csv')}; no model exported: {e}")
+      return
     self.log(f"labels: {paths['labels']}; model: {paths['model']}")
     self.log(f"  {paths['snippet']}")
 
@@ -87,6 +94,9 @@ class Labeling:
     from jaxal.export import export_model  # pylint: disable=import-outside-toplevel
     with self.service.lock:
       p = self.person
+      if self.cfg.get("train", "full") == "linear":
+        raise Refused("the network is a head on frozen embeddings (--train=linear), which cannot "
+                      "be exported as an image model yet; the labels export works.", 409)
       if p is None or not any("train_loss" in row for row in p.records[0]["rounds"]) and (
           p.pending is None or "train_loss" not in p.pending.record):
         raise Refused("no network is trained yet: label a round first.", 409)
