@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxal import checkpointing, driver, human, models, registry, reporting, scoring, training
+from jaxal import checkpointing, driver, human, models, registry, reporting, scale, scoring, training
 from jaxal.lock import holding_workdir_lock
 from jaxal.data import DatasetError, channel_stats, make_splits, normalize
 from jaxal.errors import ArgumentError
@@ -61,11 +61,15 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
               for s in seeds]
   except DatasetError as e:
     raise ConfigError(f"--{e}") from e
-  mean, std = channel_stats(ds.x_train)
-  pool = LabeledArrays(jnp.asarray(normalize(ds.x_train, mean, std)),
-                            jnp.asarray(ds.y_train, jnp.int32))
-  test = LabeledArrays(jnp.asarray(normalize(ds.x_test, mean, std)),
-                            jnp.asarray(ds.y_test, jnp.int32))
+  layout = scale.choose(cfg, ds, len(seeds), workdir, log)   # one device, a mesh, or the host
+  mean, std = layout.channel_stats(ds)
+  if layout.default:
+    pool = LabeledArrays(jnp.asarray(normalize(ds.x_train, mean, std)),
+                              jnp.asarray(ds.y_train, jnp.int32))
+    test = LabeledArrays(jnp.asarray(normalize(ds.x_test, mean, std)),
+                              jnp.asarray(ds.y_test, jnp.int32))
+  else:
+    pool, test = layout.arrays(ds, mean, std)
   extra = {"pretrained": cfg["pretrained"]} if cfg["pretrained"] else {}
   try:
     model = models.get_model(cfg["model"], ds.num_classes, **extra)
@@ -118,6 +122,7 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
                             uncertainty=uncertainty, num_classes=ds.num_classes,
                             pool_subset=int(cfg["pool_subset"]), stop_set=int(cfg["stop_set"]))
       driver.check_run(round_fn, pool, test, seeds, splits)
+      layout.check(round_fn)
     except ArgumentError as e:
       raise flag_error(e) from e
     started = time.perf_counter()
@@ -156,7 +161,8 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
       for g, group in enumerate(groups):   # seeds added to a run later have their own checkpoints
         records += _run_strategy(round_fn, pool, test, group, [splits[s] for s in group], cfg,
                                  ds.train_index, workdir, every, keep, progress, log,
-                                 name if g == 0 else f"{name}@seeds{group[0]}-{group[-1]}")
+                                 name if g == 0 else f"{name}@seeds{group[0]}-{group[-1]}",
+                                 layout=layout)
     for rec in records:
       results["runs"].append({"strategy": name, **rec})
     log(f"[{name}] done in {time.perf_counter() - started:.1f}s")
@@ -182,16 +188,20 @@ def write_results(results: Mapping, workdir: str) -> None:
 def _run_strategy(round_fn, pool: LabeledArrays, test: LabeledArrays, seeds: list[int],
                   splits: list, cfg: Mapping[str, Any], train_index: np.ndarray, workdir: str,
                   every: int, keep: int, progress: Callable[[dict], None],
-                  log: Callable[[str], None], checkpoint_name: str | None = None) -> list[dict]:
+                  log: Callable[[str], None], checkpoint_name: str | None = None,
+                  layout: scale.Layout | None = None) -> list[dict]:
   """One strategy's seeds, resumed from its newest good checkpoint and checkpointed every `every`
   evaluations (no checkpoints when `every` is 0). Returns the per-seed records of `driver.run`."""
   run = functools.partial(driver.run, round_fn, pool, test, seeds, splits,
                           train_index=train_index, on_round=progress,
                           progress=getattr(progress, "reporter", None),
                           seed_batching=cfg["seed_batching"], stop=stop_rules(cfg))
-  if not every:
-    return run()
   fresh = round_fn.init_states(seeds, splits, pool)
+  if layout is not None and not layout.default:   # the sharded or streamed round (jaxal.scale)
+    fns = layout.round_fns(round_fn, fresh, getattr(progress, "reporter", None) is not None)
+    run = functools.partial(run, fns=fns)
+  if not every:
+    return run(states=fresh)
   name = checkpoint_name or round_fn.name
   ckpt = checkpointing.StrategyCheckpoints(workdir, name, round_fn.budget.rounds, every, keep, log)
   try:

@@ -101,6 +101,17 @@ flags.DEFINE_integer("noise_seed", _DEFAULT.noise_seed, "Seed of the noise (the 
 flags.DEFINE_string("pretrained", _DEFAULT.pretrained, "An .npz of pretrained weights (resnet18 / resnet18_imagenet; see experiments/convert_torchvision_resnet.py).")
 flags.DEFINE_integer("keep_checkpoints", _DEFAULT.keep_checkpoints, "Checkpoints kept per strategy (the newest N).")
 
+# Scaling out (jaxal.scale, jaxal.sharding, jaxal.host_pool): not preset settings, so a preset
+# runs unchanged on one device, a mesh or a host pool.
+flags.DEFINE_string("mesh", "auto", "Devices the pool is split over: auto (every device on the pool axis; one device: none), none, D, or PxS (pool x seeds).")
+flags.DEFINE_string("pool_on", "auto", "Where the pool lives: device, host (a .npy streamed to the device in blocks with a running top-K; strategies that need only scores) or auto (host when the float32 pool exceeds the device budget).")
+flags.DEFINE_float("device_memory_mb", 0.0, "Device budget in MB for --pool_on=auto (0 = what the device reports; on CPU a quarter of the RAM).")
+flags.DEFINE_integer("host_block", 65536, "--pool_on=host: pool rows streamed to the device at a time.")
+flags.DEFINE_string("coordinator_address", "", "Many hosts: host:port of process 0 (jax.distributed); every process runs the same command.")
+flags.DEFINE_integer("num_processes", 1, "Many hosts: number of processes.")
+flags.DEFINE_integer("process_id", 0, "Many hosts: this process's index (0 writes results).")
+SCALE_SETTINGS = ("mesh", "pool_on", "device_memory_mb", "host_block")
+
 flags.DEFINE_string("list", "", f"Print the accepted values of one of {', '.join(listing.KINDS)} "
                     "(one line each) and exit.")
 
@@ -115,6 +126,9 @@ def resolve_config():
       cfg[name] = FLAGS[name].value
   if not cfg.workdir:
     cfg.workdir = f"runs/{FLAGS.preset}"
+  for name in SCALE_SETTINGS:
+    if FLAGS[name].present or FLAGS[name].value != FLAGS[name].default:
+      cfg[name] = FLAGS[name].value
   return cfg
 
 
