@@ -196,7 +196,8 @@ def _run_strategy(round_fn, pool: LabeledArrays, test: LabeledArrays, seeds: lis
                           train_index=train_index, on_round=progress,
                           progress=getattr(progress, "reporter", None),
                           seed_batching=cfg["seed_batching"], stop=stop_rules(cfg))
-  fresh = round_fn.init_states(seeds, splits, pool)
+  init_pool = pool if layout is None or layout.init_pool is None else layout.init_pool
+  fresh = round_fn.init_states(seeds, splits, init_pool)
   if layout is not None and not layout.default:   # the sharded or streamed round (jaxal.scale)
     fns = layout.round_fns(round_fn, fresh, getattr(progress, "reporter", None) is not None)
     run = functools.partial(run, fns=fns)

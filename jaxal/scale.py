@@ -50,6 +50,7 @@ class Layout:
   host: bool = False
   host_block: int = 65536
   path: str | None = None   # the pool's .npy (host)
+  init_pool: Any = None     # host arrays for Round.init_states (labels, a sample image)
 
   @property
   def default(self) -> bool:
@@ -67,6 +68,8 @@ class Layout:
                            np.asarray(ds.y_train, np.int32))
       test = LabeledArrays(jnp.asarray(norm(ds.x_test)), jnp.asarray(ds.y_test, jnp.int32))
       return pool, test
+    self.init_pool = LabeledArrays(norm(np.asarray(ds.x_train[:1])),
+                                   np.asarray(ds.y_train, np.int32))
     split = sharding.pool_sharding(self.mesh)
     rep = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
     pool = LabeledArrays(sharding.place(ds.x_train, split, norm),

@@ -136,6 +136,21 @@ ENV_NUM_PROCESSES = "JAXAL_NUM_PROCESSES"
 ENV_PROCESS_ID = "JAXAL_PROCESS_ID"
 
 
+def join(coordinator: str, num_processes: int, process_id: int) -> None:
+  """Starts this process's part of a multi-process run (`jax.distributed.initialize`); on CPU the
+  processes exchange collectives over gloo. Call it before any other JAX call. Raises
+  ArgumentError naming {num_processes} / {process_id} / {coordinator_address}."""
+  if num_processes < 1 or not 0 <= process_id < num_processes:
+    raise ArgumentError(f"{{process_id}}={process_id} must be in [0, {{num_processes}}="
+                        f"{num_processes}).")
+  if num_processes > 1 and not coordinator:
+    raise ArgumentError("{num_processes} > 1 needs {coordinator_address} (host:port of process 0).")
+  if os.environ.get("JAX_PLATFORMS", "").startswith("cpu") or not os.environ.get("JAX_PLATFORMS"):
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address=coordinator or None,
+                             num_processes=num_processes, process_id=process_id)
+
+
 def initialize_distributed() -> bool:
   """Joins a multi-host run through `jax.distributed.initialize`. With JAXAL_COORDINATOR set
   (host:port of process 0), JAXAL_NUM_PROCESSES and JAXAL_PROCESS_ID must be set too; without
@@ -234,7 +249,9 @@ def state_shardings(states, mesh: Mesh):
   the seeds axis when the mesh has one)."""
   seeds = SEED_AXIS if SEED_AXIS in mesh.axis_names else None
   lead = NamedSharding(mesh, P(seeds))
-  item = NamedSharding(mesh, P(seeds, POOL_AXIS))
+  # Several processes: the per-item state (a few bytes an item) is kept whole on every device, so
+  # every process can read, record and checkpoint it; the pool images stay split.
+  item = lead if jax.process_count() > 1 else NamedSharding(mesh, P(seeds, POOL_AXIS))
   return jax.tree.map(lambda _: lead, states).replace(labeled=item, labels=item, selectable=item)
 
 
@@ -261,8 +278,7 @@ def make_sharded_round_fns(round_fn, mesh: Mesh, states, seed_batching: str = "a
 
   def placed(fn):
     def call(states, pool, test):
-      states = jax.tree.map(place, states, st)
-      return fn(states, pool, test)
+      return fn(jax.tree.map(place, states, st), pool, test)
     return call
 
   return placed(step), placed(final)

@@ -193,6 +193,16 @@ def main(argv):
     return
   try:
     cfg = resolve_config()
+    if FLAGS.coordinator_address or FLAGS.num_processes > 1:   # many hosts (jaxal.sharding.join)
+      from jaxal import sharding  # pylint: disable=import-outside-toplevel
+      try:
+        sharding.join(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+      except ArgumentError as e:
+        sys.exit(f"error: {e.render({k: '--' + k for k in ('coordinator_address', 'num_processes', 'process_id')})}")
+      os.environ["JAXAL_CHECKPOINT_ROOT"] = os.path.join(os.path.abspath(cfg.workdir),
+                                                         "checkpoints")   # shared by all
+      if FLAGS.process_id:   # process 0 writes the results; the others keep their own records
+        cfg.workdir = os.path.join(cfg.workdir, f"process_{FLAGS.process_id}")
     results = experiment.run_experiment(cfg.to_dict(), cfg.workdir)
   except (experiment.ConfigError, human.LabelFileError) as e:
     sys.exit(f"error: {e}")
