@@ -123,6 +123,8 @@ def choose(cfg: Mapping[str, Any], ds, seeds: int, workdir: str,
                        "cannot split it too (set --mesh=none).")
     if jax.process_count() > 1:
       raise ScaleError("--pool_on=host runs in one process; drop --num_processes.")
+    if cfg.get("oracle", "simulated") != "simulated":
+      raise ScaleError(f"--pool_on=host runs with --oracle=simulated, not {cfg['oracle']}.")
     path = getattr(ds.x_train, "filename", None)
     if path is None or ds.x_train.offset != host_pool.streaming.NpyFile(path).offset:
       path = os.path.join(workdir, "pool_images.npy")   # an in-memory dataset: written once
