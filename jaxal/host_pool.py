@@ -17,7 +17,6 @@ features, probabilities or samples of the whole pool are refused (`unsupported`)
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -193,14 +192,3 @@ def host_round_fns(round_fn: Round, block: int = 65536, progress_hooks: bool = F
 
   return over(False), over(True)
 
-
-def accepted(strategies: Sequence[str], make) -> list[str]:
-  """The names among `strategies` whose value (`make(name)`) can stream the pool."""
-  out = []
-  for name in strategies:
-    try:
-      if streamable(make(name)):
-        out.append(name)
-    except Exception:  # pylint: disable=broad-except
-      pass
-  return out
