@@ -181,8 +181,14 @@ class CheckpointError(RuntimeError):
 
 
 def checkpoint_dir(workdir: str, strategy: str) -> str:
-  """`<workdir>/checkpoints/<strategy>` (absolute: orbax wants absolute paths)."""
-  return os.path.join(os.path.abspath(workdir), "checkpoints", strategy)
+  """`<workdir>/checkpoints/<strategy>` (absolute: orbax wants absolute paths); in a run of several
+  processes, every process uses the folder of process 0 (`JAXAL_CHECKPOINT_ROOT`, set by
+  `jaxal.cli.run`), as orbax's multi-process save needs."""
+  root = os.environ.get(CHECKPOINT_ROOT) or os.path.join(os.path.abspath(workdir), "checkpoints")
+  return os.path.join(root, strategy)
+
+
+CHECKPOINT_ROOT = "JAXAL_CHECKPOINT_ROOT"
 
 
 def checksums(tree: Any) -> list[int]:

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxal import (checkpointing, driver, features, human, models, registry, reporting, scoring,
-                   training)
+from jaxal import (checkpointing, driver, features, human, models, registry, reporting, scale,
+                   scoring, training)
 from jaxal.lock import holding_workdir_lock
 from jaxal.data import DatasetError, channel_stats, make_splits, normalize
 from jaxal.data.splits import known_splits
@@ -68,12 +68,19 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
               for s in seeds]
   except DatasetError as e:
     raise ConfigError(f"--{e}") from e
-  mean, std = channel_stats(ds.x_train)
-  pool = LabeledArrays(jnp.asarray(normalize(ds.x_train, mean, std)),
-                            jnp.asarray(ds.y_train, jnp.int32))
-  test = LabeledArrays(jnp.asarray(normalize(ds.x_test, mean, std)),
-                       jnp.asarray(ds.y_test, jnp.int32))
-  pool, test = features.frozen_inputs(cfg, ds, pool, test)   # --train=linear: embeddings
+  layout = scale.choose(cfg, ds, len(seeds), workdir, log)   # one device, a mesh, or the host
+  mean, std = layout.channel_stats(ds)
+  if layout.default:
+    pool = LabeledArrays(jnp.asarray(normalize(ds.x_train, mean, std)),
+                         jnp.asarray(ds.y_train, jnp.int32))
+    test = LabeledArrays(jnp.asarray(normalize(ds.x_test, mean, std)),
+                         jnp.asarray(ds.y_test, jnp.int32))
+    pool, test = features.frozen_inputs(cfg, ds, pool, test)   # --train=linear: embeddings
+  elif cfg.get("train", "full") != "full" or ds.unlabeled:
+    raise ConfigError(f"--train={cfg.get('train')} and --dataset=unlabeled run on one device: set "
+                      "--mesh=none --pool_on=device.")
+  else:
+    pool, test = layout.arrays(ds, mean, std)
   if ds.unlabeled:
     test = None   # a pool without labels has no test set
   extra = {"pretrained": cfg["pretrained"]} if cfg["pretrained"] else {}
@@ -130,6 +137,7 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
                             pool_subset=int(cfg["pool_subset"]), stop_set=int(cfg["stop_set"]))
       driver.check_run(round_fn, pool, test, seeds, splits,
                        person=cfg.get("oracle", "simulated") != "simulated")
+      layout.check(round_fn)
     except ArgumentError as e:
       raise flag_error(e) from e
     started = time.perf_counter()
@@ -174,7 +182,8 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
       for g, group in enumerate(groups):   # seeds added to a run later have their own checkpoints
         records += _run_strategy(round_fn, pool, test, group, [splits[s] for s in group], cfg,
                                  ds.train_index, workdir, every, keep, progress, log,
-                                 name if g == 0 else f"{name}@seeds{group[0]}-{group[-1]}")
+                                 name if g == 0 else f"{name}@seeds{group[0]}-{group[-1]}",
+                                 layout=layout)
     for rec in records:
       results["runs"].append({"strategy": name, **rec})
     log(f"[{name}] done in {time.perf_counter() - started:.1f}s")
@@ -228,7 +237,8 @@ def _person_summary(results: Mapping) -> str:
 def _run_strategy(round_fn, pool: LabeledArrays, test: LabeledArrays, seeds: list[int],
                   splits: list, cfg: Mapping[str, Any], train_index: np.ndarray, workdir: str,
                   every: int, keep: int, progress: Callable[[dict], None],
-                  log: Callable[[str], None], checkpoint_name: str | None = None) -> list[dict]:
+                  log: Callable[[str], None], checkpoint_name: str | None = None,
+                  layout: scale.Layout | None = None) -> list[dict]:
   """One strategy's seeds, resumed from its newest good checkpoint and checkpointed every `every`
   evaluations (no checkpoints when `every` is 0). Returns the per-seed records of `driver.run`."""
   run = functools.partial(driver.run, round_fn, pool, test, seeds, splits,
@@ -236,9 +246,13 @@ def _run_strategy(round_fn, pool: LabeledArrays, test: LabeledArrays, seeds: lis
                           progress=getattr(progress, "reporter", None),
                           phases=_phases(cfg),
                           seed_batching=cfg["seed_batching"], stop=stop_rules(cfg))
+  init_pool = pool if layout is None or layout.init_pool is None else layout.init_pool
+  fresh = round_fn.init_states(seeds, splits, init_pool)
+  if layout is not None and not layout.default:   # the sharded or streamed round (jaxal.scale)
+    fns = layout.round_fns(round_fn, fresh, getattr(progress, "reporter", None) is not None)
+    run = functools.partial(run, fns=fns)
   if not every:
-    return run()
-  fresh = round_fn.init_states(seeds, splits, pool)
+    return run(states=fresh)
   name = checkpoint_name or round_fn.name
   ckpt = checkpointing.StrategyCheckpoints(workdir, name, round_fn.budget.rounds, every, keep, log)
   try:

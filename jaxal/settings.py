@@ -21,7 +21,7 @@ class ConfigError(ValueError):
   """A setting that cannot be used; the message names the flag and what it accepts."""
 
 
-DATASET_KINDS = ("digits", "idx", "folder", "npz", "unlabeled", "tfds:<name>")
+DATASET_KINDS = ("digits", "idx", "folder", "npz", "npy", "unlabeled", "tfds:<name>")
 NOISE_KINDS = ("none", "gaussian", "salt_and_pepper")
 
 
@@ -81,7 +81,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
   ds = str(cfg["dataset"])
   if ds not in DATASET_KINDS[:-1] and not (ds.startswith("tfds:") and len(ds) > 5):
     raise ConfigError(f"--dataset: unknown dataset {ds!r}; accepted: {', '.join(DATASET_KINDS)}.")
-  if ds in ("idx", "folder", "npz", "unlabeled") and not cfg["data_dir"]:
+  if ds in ("idx", "folder", "npz", "npy", "unlabeled") and not cfg["data_dir"]:
     raise ConfigError(f"--data_dir is required with --dataset={ds}.")
   _validate_unlabeled(cfg)
   if cfg["model"] not in models.MODELS:

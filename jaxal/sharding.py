@@ -31,6 +31,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxal import kmeans as km
+from jaxal.errors import ArgumentError
 
 POOL_AXIS = "pool"
 
@@ -135,6 +136,21 @@ ENV_NUM_PROCESSES = "JAXAL_NUM_PROCESSES"
 ENV_PROCESS_ID = "JAXAL_PROCESS_ID"
 
 
+def join(coordinator: str, num_processes: int, process_id: int) -> None:
+  """Starts this process's part of a multi-process run (`jax.distributed.initialize`); on CPU the
+  processes exchange collectives over gloo. Call it before any other JAX call. Raises
+  ArgumentError naming {num_processes} / {process_id} / {coordinator_address}."""
+  if num_processes < 1 or not 0 <= process_id < num_processes:
+    raise ArgumentError(f"{{process_id}}={process_id} must be in [0, {{num_processes}}="
+                        f"{num_processes}).")
+  if num_processes > 1 and not coordinator:
+    raise ArgumentError("{num_processes} > 1 needs {coordinator_address} (host:port of process 0).")
+  if os.environ.get("JAX_PLATFORMS", "").startswith("cpu") or not os.environ.get("JAX_PLATFORMS"):
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address=coordinator or None,
+                             num_processes=num_processes, process_id=process_id)
+
+
 def initialize_distributed() -> bool:
   """Joins a multi-host run through `jax.distributed.initialize`. With JAXAL_COORDINATOR set
   (host:port of process 0), JAXAL_NUM_PROCESSES and JAXAL_PROCESS_ID must be set too; without
@@ -159,3 +175,110 @@ def initialize_distributed() -> bool:
     except ValueError:
       return False                   # none: a single process, nothing to join
   return jax.process_count() > 1
+
+
+# -------------------------------------------------------------------------------------------------
+# the sharded round: the same round function, with the pool and the per-item state on a mesh
+
+SEED_AXIS = "seeds"
+
+
+def make_mesh(spec: str, devices: Sequence[jax.Device] | None = None) -> Mesh | None:
+  """The mesh a `--mesh` setting names, or None for the one-device path.
+
+  "auto": every device (of every process) on the pool axis, None when there is only one; "none"
+  or "1": None; "D": the first D devices on the pool axis; "PxS": P on the pool axis times S on a
+  seeds axis (the seeds of one program split over S). Raises ArgumentError naming {mesh}."""
+  devices = list(jax.devices() if devices is None else devices)
+  text = str(spec).strip().lower()
+  if text == "auto":
+    return pool_mesh(devices) if len(devices) > 1 else None
+  if text in ("none", "1", ""):
+    return None
+  try:
+    shape = [int(v) for v in text.split("x")]
+  except ValueError:
+    shape = []
+  if len(shape) not in (1, 2) or min(shape) < 1:
+    raise ArgumentError(f"{{mesh}}={spec!r}: accepted: auto, none, D (devices on the pool axis) "
+                        "or PxS (pool x seeds), e.g. 8 or 4x2.")
+  size = int(np.prod(shape))
+  if size > len(devices):
+    raise ArgumentError(f"{{mesh}}={spec!r} needs {size} devices; {len(devices)} are visible.")
+  if size == 1:
+    return None
+  grid = np.asarray(devices[:size]).reshape(shape)
+  return Mesh(grid, (POOL_AXIS,) if len(shape) == 1 else (POOL_AXIS, SEED_AXIS))
+
+
+def check_mesh(mesh: Mesh, pool_size: int, seeds: int) -> None:
+  """The pool (and seed) axis must split evenly over the mesh: ArgumentError naming {mesh}."""
+  p = mesh.shape[POOL_AXIS]
+  if pool_size % p:
+    raise ArgumentError(f"{{mesh}}: the pool has {pool_size} items, not a multiple of the {p} "
+                        "devices on its axis; choose a mesh size that divides it (or a pool "
+                        "size, e.g. with --train_limit).")
+  s = mesh.shape.get(SEED_AXIS, 1)
+  if seeds % s:
+    raise ArgumentError(f"{{mesh}}: {seeds} seeds do not split over the {s} devices of the seeds "
+                        "axis.")
+
+
+def auto_pool_devices(pool_size: int, devices: Sequence[jax.Device] | None = None) -> int:
+  """The largest device count <= the visible devices that divides `pool_size` (what "auto" uses
+  when the pool does not split over every device)."""
+  n = len(jax.devices() if devices is None else devices)
+  return max(d for d in range(1, n + 1) if pool_size % d == 0)
+
+
+def place(a, sharding: jax.sharding.Sharding, fn=None) -> jax.Array:
+  """`a` (a host array, possibly memory-mapped, or a jax.Array) as a global array with `sharding`.
+  Every process builds only the shards its devices hold, from `a[index]` (passed through `fn`
+  when given, e.g. normalisation), so a process reads only its slice of a memory-mapped pool."""
+  if fn is None and isinstance(a, jax.Array) and a.sharding == sharding:
+    return a
+  if isinstance(a, jax.Array):
+    a = np.asarray(a)
+  fn = fn or (lambda v: v)
+  return jax.make_array_from_callback(a.shape, sharding, lambda idx: np.asarray(fn(a[idx])))
+
+
+def state_shardings(states, mesh: Mesh):
+  """Shardings of a stacked ALState [S, ...]: the per-item arrays (labeled, labels, selectable
+  [S, N]) split over the pool axis, everything else (variables, keys, ...) replicated (split over
+  the seeds axis when the mesh has one)."""
+  seeds = SEED_AXIS if SEED_AXIS in mesh.axis_names else None
+  lead = NamedSharding(mesh, P(seeds))
+  # Several processes: the per-item state (a few bytes an item) is kept whole on every device, so
+  # every process can read, record and checkpoint it; the pool images stay split.
+  item = lead if jax.process_count() > 1 else NamedSharding(mesh, P(seeds, POOL_AXIS))
+  return jax.tree.map(lambda _: lead, states).replace(labeled=item, labels=item, selectable=item)
+
+
+def make_sharded_round_fns(round_fn, mesh: Mesh, states, seed_batching: str = "auto",
+                           progress_hooks: bool = False):
+  """(step, final) like `jaxal.driver.make_round_fns`, jitted with explicit shardings: the pool
+  (images, labels) and the per-item state split over the pool axis, the test set and the metrics
+  replicated. XLA's SPMD partitioner splits scoring, top-K and k-means sums over the devices; the
+  labeled training set is gathered to every device by the training step's gather. `states` is a
+  template of the stacked state (for its tree structure). Each call places its state first (a
+  no-op when it already has these shardings)."""
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  from jaxal.round import over_seeds  # pylint: disable=import-outside-toplevel
+  from jaxal.state import LabeledArrays  # pylint: disable=import-outside-toplevel
+  if progress_hooks and not round_fn.progress_hooks:
+    round_fn = dataclasses.replace(round_fn, progress_hooks=True)
+  st = state_shardings(states, mesh)
+  rep = NamedSharding(mesh, P())
+  data = LabeledArrays(pool_sharding(mesh), pool_sharding(mesh))
+  step = jax.jit(over_seeds(round_fn, seed_batching), in_shardings=(st, data, rep),
+                 out_shardings=(st, rep))
+  final = jax.jit(over_seeds(round_fn.train_and_evaluate, seed_batching),
+                  in_shardings=(st, data, rep), out_shardings=(st, rep))
+
+  def placed(fn):
+    def call(states, pool, test):
+      return fn(jax.tree.map(place, states, st), pool, test)
+    return call
+
+  return placed(step), placed(final)

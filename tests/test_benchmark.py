@@ -57,13 +57,15 @@ def test_fmnist_bald_workload_runs_the_protocol_and_its_phases_agree():
 
 
 @pytest.mark.slow
-def test_pool_scale_workload_streams_and_selects_what_the_in_memory_pool_selects(tmp_path):
+def test_pool_scale_runs_the_loop_on_a_host_pool_and_selects_what_the_in_memory_run_selects(
+    tmp_path):
   out = tmp_path / "p.json"
-  p = bench("pool-scale", "--pool_sizes=3000", "--stream_chunk=1024", "--mc_samples=3",
-            "--feature_dim=16", f"--out={out}")
+  p = bench("pool-scale", "--pool_sizes=2000", "--pool_mode=both", "--mc_samples=3",
+            "--scale_rounds=2", "--epochs=2", "--stream_chunk=512", "--chunk=256", f"--out={out}")
   assert p.returncode == 0, p.stderr
   rows = json.loads(out.read_text())["results"]
-  assert [(r["pool_size"], r["mode"]) for r in rows] == [(3000, "stream"), (3000, "memory")]
-  assert rows[0]["selected"] == rows[1]["selected"] and len(set(rows[0]["selected"])) == 10
-  assert all(0 <= i < 3000 for i in rows[0]["selected"])
-  assert all(r["peak_rss_mb"] > 0 for r in rows)
+  assert [(r["pool_size"], r["pool_on"]) for r in rows] == [(2000, "host"), (2000, "device")]
+  assert rows[0]["selected"] == rows[1]["selected"]
+  assert [len(s) for s in rows[0]["selected"]] == [10, 10, 0]
+  assert all(0 <= i < 2000 for s in rows[0]["selected"] for i in s)
+  assert all(r["peak_rss_mb"] > 0 and r["images_per_second"] > 0 for r in rows)

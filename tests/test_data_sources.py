@@ -55,7 +55,7 @@ def test_dataset_validation(overrides, match):
 
 
 def test_unknown_name_lists_accepted_values():
-  with pytest.raises(DatasetError, match=r"unknown dataset name 'cifar'.*digits, idx, folder, npz, "
+  with pytest.raises(DatasetError, match=r"unknown dataset name 'cifar'.*digits, idx, folder, npz, npy, "
                      r"tfds:<catalog name>"):
     load_dataset("cifar")
   with pytest.raises(DatasetError, match="unknown dataset name 'tfds:'"):

@@ -25,12 +25,11 @@ Workloads:
                     when --data_dir is given, random 28x28 images otherwise), for gal_cnn and lenet5:
                     jaxal's scoring (the network before the first dropout computed once per item)
                     against S separate full stochastic passes over the pool, as PyTorch libraries do.
-  pool-scale        BALD (S = --mc_samples MC-dropout passes of an MLP) and top-10 selection over a
-                    synthetic pool of --pool_size x --feature_dim Gaussian class clusters, time and
-                    peak resident memory: streamed from a memory-mapped .npy on disk chunk by chunk
-                    (`jaxal.streaming.stream_top_k`) against the whole pool held on the device
-                    (`scoring.score_pool` + `strategies.top_k`). With --pool_sizes each size and mode
-                    runs in its own subprocess, so each peak is its own.
+  pool-scale        A real run through the CLI over a generated pool of N images (Fashion-MNIST with
+                    random shifts and noise, a memory-mapped .npy) for N in --pool_sizes: LeNet-5,
+                    BALD with --mc_samples MC-dropout samples over the whole pool, --scale_rounds
+                    rounds, --pool_on=host (streamed) and with --pool_mode=both the whole pool on
+                    the device; wall time, peak RSS and per-round seconds of each run.
   strategy-memory   BADGE (K = 100) and BatchBALD (K = 10, M = 1000) selection over a --pool_size
                     pool: the compiled selection's temporary memory against the arrays a direct
                     implementation forms, and the selection time.
@@ -83,11 +82,10 @@ flags.DEFINE_integer("kmeans_max_iter", 100, "kmeans: Lloyd iterations at most."
 flags.DEFINE_float("kmeans_tol", 1e-4, "kmeans: tolerance (scikit-learn's definition).")
 flags.DEFINE_string("pool_sizes", "", "pool-scale: pool sizes, each measured in its own subprocess "
                     "(e.g. 100000,300000,1000000); empty: only --pool_size, in this process.")
-flags.DEFINE_string("pool_mode", "both", "pool-scale: stream (host memmap fed chunk by chunk), "
-                    "memory (the whole pool on the device) or both.")
-flags.DEFINE_integer("feature_dim", 128, "pool-scale: feature dimension of the synthetic pool.")
-flags.DEFINE_integer("stream_chunk", 16384, "pool-scale: rows per streamed block (scored in "
-                     "inner chunks of 1024).")
+flags.DEFINE_string("pool_mode", "both", "pool-scale: host (the pool streamed from its .npy), "
+                    "device (the whole pool on the device) or both.")
+flags.DEFINE_integer("stream_chunk", 16384, "pool-scale: rows per streamed block (--host_block; "
+                     "scored in inner chunks of --chunk).")
 flags.DEFINE_string("out", "", "JSON output path (default benchmark-<workload>.json).")
 
 # One module of jaxal/cli/benchmarks/ per workload (shared helpers in common.py).

@@ -13,6 +13,7 @@ _DATASETS = {
     "idx": "MNIST / Fashion-MNIST IDX files in --data_dir",
     "folder": "an image folder or .zip in --data_dir: [split/]class/*.jpg|png",
     "npz": "an .npz in --data_dir: x_train, y_train, x_test, y_test[, class_names]",
+    "npy": "a folder of .npy in --data_dir: train_images (memory-mapped), train_labels, test_*",
     "tfds:<name>": "a prepared TensorFlow Datasets catalogue entry (--data_dir: its data_dir)",
 }
 

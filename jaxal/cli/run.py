@@ -115,6 +115,17 @@ flags.DEFINE_integer("keep_checkpoints", _DEFAULT.keep_checkpoints, "Checkpoints
 flags.DEFINE_string("compilation_cache", cache.default_folder(), "Folder of the persistent XLA "
                     "compilation cache: later runs of the same programs load them instead of "
                     "compiling ('' = off; JAX_COMPILATION_CACHE_DIR wins when set).")
+# Scaling out (jaxal.scale, jaxal.sharding, jaxal.host_pool): not preset settings, so a preset
+# runs unchanged on one device, a mesh or a host pool.
+flags.DEFINE_string("mesh", "auto", "Devices the pool is split over: auto (every device on the pool axis; one device: none), none, D, or PxS (pool x seeds).")
+flags.DEFINE_string("pool_on", "auto", "Where the pool lives: device, host (a .npy streamed to the device in blocks with a running top-K; strategies that need only scores) or auto (host when the float32 pool exceeds the device budget).")
+flags.DEFINE_float("device_memory_mb", 0.0, "Device budget in MB for --pool_on=auto (0 = what the device reports; on CPU a quarter of the RAM).")
+flags.DEFINE_integer("host_block", 65536, "--pool_on=host: pool rows streamed to the device at a time.")
+flags.DEFINE_string("coordinator_address", "", "Many hosts: host:port of process 0 (jax.distributed); every process runs the same command.")
+flags.DEFINE_integer("num_processes", 1, "Many hosts: number of processes.")
+flags.DEFINE_integer("process_id", 0, "Many hosts: this process's index (0 writes results).")
+SCALE_SETTINGS = ("mesh", "pool_on", "device_memory_mb", "host_block")
+
 flags.DEFINE_string("list", "", f"Print the accepted values of one of {', '.join(listing.KINDS)} "
                     "(one line each) and exit.")
 
@@ -129,6 +140,9 @@ def resolve_config():
       cfg[name] = FLAGS[name].value
   if not cfg.workdir:
     cfg.workdir = f"runs/{FLAGS.preset}"
+  for name in SCALE_SETTINGS:
+    if FLAGS[name].present or FLAGS[name].value != FLAGS[name].default:
+      cfg[name] = FLAGS[name].value
   return cfg
 
 
@@ -194,6 +208,16 @@ def main(argv):
   cache.use_compilation_cache(FLAGS.compilation_cache)
   try:
     cfg = resolve_config()
+    if FLAGS.coordinator_address or FLAGS.num_processes > 1:   # many hosts (jaxal.sharding.join)
+      from jaxal import sharding  # pylint: disable=import-outside-toplevel
+      try:
+        sharding.join(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+      except ArgumentError as e:
+        sys.exit(f"error: {e.render({k: '--' + k for k in ('coordinator_address', 'num_processes', 'process_id')})}")
+      os.environ["JAXAL_CHECKPOINT_ROOT"] = os.path.join(os.path.abspath(cfg.workdir),
+                                                         "checkpoints")   # shared by all
+      if FLAGS.process_id:   # process 0 writes the results; the others keep their own records
+        cfg.workdir = os.path.join(cfg.workdir, f"process_{FLAGS.process_id}")
     results = experiment.run_experiment(cfg.to_dict(), cfg.workdir)
   except (experiment.ConfigError, human.LabelFileError) as e:
     sys.exit(f"error: {e}")

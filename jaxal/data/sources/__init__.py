@@ -18,6 +18,7 @@ from jaxal.data.sources.digits import _load_digits
 from jaxal.data.sources.folder import IMAGE_EXTENSIONS, _load_folder
 from jaxal.data.sources.idx import FASHION_MNIST_CLASSES, IDX_FILES, _load_idx, read_idx
 from jaxal.data.sources.npz import _load_npz
+from jaxal.data.sources.npy import _load_npy
 from jaxal.data.sources.tfds import _load_tfds
 from jaxal.data.sources.unlabeled import UNKNOWN, load_unlabeled
 
@@ -35,7 +36,7 @@ __all__ = [
     "read_idx",
 ]
 
-SOURCE_NAMES = ("digits", "idx", "folder", "npz", "tfds:<catalog name>")
+SOURCE_NAMES = ("digits", "idx", "folder", "npz", "npy", "tfds:<catalog name>")
 """Accepted values of `load_dataset(name=...)`; the last stands for e.g. `tfds:mnist`."""
 
 
@@ -54,6 +55,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, test_f
         folders; the whole layout may sit inside one top-level folder.
       "npz": a .npz file (or a directory holding exactly one) with arrays x_train, y_train, x_test,
         y_test, or images, labels; optional class_names.
+      "npy": a folder of train_images.npy (uint8 [N, H, W, C], memory-mapped), train_labels.npy,
+        test_images.npy, test_labels.npy and optionally class_names.txt (`sources.npy`).
       "tfds:<catalog name>": a TFDS dataset already prepared (array_record format) under data_dir,
         read through `tfds.data_source` (splits "train" and "test").
     data_dir: where the files are; required for idx, folder and npz; for tfds the TFDS data dir
@@ -83,6 +86,10 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, test_f
       raise DatasetError("dataset 'digits' is bundled with scikit-learn and takes no data_dir; "
                          f"got data_dir={os.fspath(data_dir)!r}.")
     return _load_digits(test_fraction, seed)
+  if name == "npy":   # a folder of .npy files; the training images stay memory-mapped
+    if data_dir is None:
+      raise DatasetError("dataset 'npy' needs data_dir (the folder of .npy files); got None.")
+    return _load_npy(os.fspath(data_dir))
   if name in ("idx", "folder", "npz"):
     if data_dir is None:
       raise DatasetError(f"dataset '{name}' needs data_dir (the path of the {name} data); got None.")
