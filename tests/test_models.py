@@ -45,7 +45,8 @@ def test_lenet_rejects_tiny_images_with_a_clear_message():
 
 def test_unknown_model_lists_registry():
   with pytest.raises(ValueError, match="model: unknown model 'vgg'; accepted: cnn2_bn, cnn3, "
-                     "gal_cnn, gal_cnn_code, lenet5, mlp, resnet18, resnet18_imagenet"):
+                     "gal_cnn, gal_cnn_code, lenet5, linear, mlp, mlp_head, resnet18, "
+                     "resnet18_imagenet"):
     models.get_model("vgg", 10)
 
 

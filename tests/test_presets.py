@@ -28,7 +28,12 @@ def tiny_npz(tmp_path_factory):
   return str(path)
 
 
-@pytest.mark.parametrize("name", [n for n in configs.available() if n != "default"])
+# Tested elsewhere: `label` asks a person (tests/test_web.py), the low-budget presets need
+# embeddings (tests/test_features.py).
+ELSEWHERE = ("default", "label", "lowbudget_cifar10", "lowbudget_fmnist", "lowbudget_mnist")
+
+
+@pytest.mark.parametrize("name", [n for n in configs.available() if n not in ELSEWHERE])
 @pytest.mark.slow
 def test_preset_runs_at_smoke_scale(name, tiny_npz, tmp_path):
   cfg = configs.load(name).to_dict()

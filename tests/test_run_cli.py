@@ -50,7 +50,7 @@ def test_bayesian_flags_run_end_to_end(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--dataset=cifar"], "--dataset: unknown dataset 'cifar'; accepted: digits, idx, folder, npz, tfds:<name>"),
+    (["--dataset=cifar"], "--dataset: unknown dataset 'cifar'; accepted: digits, idx, folder, npz, npy, unlabeled, tfds:<name>"),
     (["--model=vgg"], "--model: unknown model 'vgg'; accepted: mlp, lenet5, cnn3"),
     (["--strategies=random,kcenter"], "--strategies: unknown strategy 'kcenter'; accepted: random"),
     (["--initial_size=5000"], "--initial_size=5000 is larger than the pool"),
