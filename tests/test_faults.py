@@ -122,7 +122,10 @@ def _results(path):
 
 @pytest.mark.slow
 def test_ctrl_c_exits_130_without_a_traceback_and_the_run_resumes(tmp_path, capsys):
-  args = ("--dataset=digits", "--epochs=2", "--rounds=3", "--seeds=1", "--strategies=random")
+  # Enough rounds that the run is still going when the signal lands, even with every program
+  # already in the test run's compilation cache.
+  args = ("--dataset=digits", "--epochs=20", "--rounds=30", "--query_size=5", "--seeds=1",
+          "--strategies=random")
   work = tmp_path / "interrupted"
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
   env.pop("JAXAL_DEBUG", None)
@@ -131,7 +134,7 @@ def test_ctrl_c_exits_130_without_a_traceback_and_the_run_resumes(tmp_path, caps
                           text=True)
   try:
     for line in proc.stdout:
-      if "round   0/3" in line:
+      if "round   0/30" in line:
         break
     # A SIGINT that lands in a garbage-collection callback is swallowed by Python ("Exception
     # ignored"), as a second Ctrl-C would not be: send it until the process stops.
