@@ -131,7 +131,10 @@ def test_ctrl_c_exits_130_without_a_traceback_and_the_run_resumes(tmp_path, caps
   env.pop("JAXAL_DEBUG", None)
   proc = subprocess.Popen([sys.executable, "-m", "experiments.run", *args, f"--workdir={work}"],
                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True)
+                          text=True,
+                          # A shell's background job ignores SIGINT and children inherit that:
+                          # give the run the default handling a terminal's Ctrl-C meets.
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   try:
     for line in proc.stdout:
       if "round   0/30" in line:
