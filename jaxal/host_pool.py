@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxal import annotation, scoring, streaming
+from jaxal import annotation, progress, scoring, streaming
 from jaxal.data.transforms import normalize
 from jaxal.round import Round
 from jaxal.state import SCORE, SELECT, LabeledArrays, round_key
@@ -168,6 +168,9 @@ def host_round_fns(round_fn: Round, block: int = 65536, progress_hooks: bool = F
     state = state.replace(variables=trained.variables, opt_state=trained.opt_state)
     if final:
       return state, metrics
+    if round_fn.progress_hooks:   # the streamed scoring runs here, on the host's side
+      jax.effects_barrier()
+      progress.phase_callback("select", metrics.get("test_accuracy", metrics["val_accuracy"]))
     candidates = np.asarray(state.selectable) & ~np.asarray(state.labeled)
     if strategy.select is _top_k:
       rows, fn = scores_of(state, pool)

@@ -118,13 +118,18 @@ class Round:
     labeled[split.initial] = True
     known = np.full(n, -1, np.int32)
     known[split.initial] = labels[split.initial]
-    variables, opt_state = init_model(self.model, self.tx, round_key(key, 0, INIT), sample_x[:1],
-                                      self.uncertainty.members)
+    variables, opt_state = self._init_model(round_key(key, 0, INIT), jnp.asarray(sample_x[:1]))
     return ALState(labeled=jnp.asarray(labeled), labels=jnp.asarray(known),
                    selectable=jnp.asarray(split.selectable),
                    val=jnp.asarray(split.val, jnp.int32), variables=variables,
                    opt_state=opt_state, key=key,
                    round=jnp.zeros((), jnp.int32), interactions=jnp.zeros((), jnp.int32))
+
+  @functools.cached_property
+  def _init_model(self):
+    """`init_model` as one compiled program (run op by op, the initialisers dispatch about 30 small
+    programs a seed, each compiled anew in every process: 2 s of a command's start)."""
+    return jax.jit(lambda key, x: init_model(self.model, self.tx, key, x, self.uncertainty.members))
 
   def init_states(self, seeds: Sequence[int], splits: Sequence[Splits],
                   pool: LabeledArrays) -> ALState:

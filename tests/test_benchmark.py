@@ -44,16 +44,28 @@ def test_fmnist_bald_workload_runs_the_protocol_and_its_phases_agree():
   out = os.path.join(ROOT, ".pytest_cache", "fmnist_bald_smoke.json")
   os.makedirs(os.path.dirname(out), exist_ok=True)
   p = bench("fmnist-bald", f"--data_dir={os.path.join(root, 'fashion_mnist')}", "--rounds=2",
-            "--epochs=1", "--repeats=1", "--mc_samples=2", "--train_limit=6000", f"--out={out}")
+            "--epochs=1", "--repeats=1", "--mc_samples=2", "--train_limit=6000", "--noscan",
+            "--whole_command", f"--out={out}")
   assert p.returncode == 0, p.stderr
   res = json.loads(open(out).read())
   run = res["jaxal"]["runs"][0]
   assert len(run["round_seconds"]) == 3 and len(run["accuracy_curve"][0]) == 3
-  # The separately compiled phases pick exactly what the fused production round picks, and so
-  # does the whole run as one lax.scan program.
+  # The separately compiled phases pick exactly what the fused production round picks, and so does
+  # the command line run with the protocol's flags (cold and warm compilation cache).
+  # (The whole run as one lax.scan program is compared in tests/test_driver.py.)
   assert res["jaxal"]["phased_selects_as_fused"] is True
-  assert res["jaxal"]["scanned"]["selected"] == run["selected"]
   assert [len(s) for s in run["selected"][0]] == [10, 10, 0]
+  whole = res["jaxal"]["whole_command"]
+  assert whole["selects_as_fused"] is True
+  assert whole["warm"]["first_round_seconds"] < whole["cold"]["first_round_seconds"]
+  assert whole["cold"]["final_accuracy"] == run["final_accuracy"]
+  # The roofline: the machine's limits are measured, and every phase has its row.
+  roof = res["roofline"]
+  assert roof["peak_gflops"] > 0 and roof["bandwidth"]["best"] > 0
+  assert [r["phase"] for r in roof["phases"]] == ["train", "score", "evaluate", "select"]
+  assert all(r["gflop"] > 0 and r["bound"] in ("compute", "memory", "overhead")
+             for r in roof["phases"][:3])
+  assert "roofline: matmul peak" in p.stdout and "| score |" in p.stdout
 
 
 @pytest.mark.slow

@@ -33,13 +33,13 @@ def test_im2col_matches_flax_conv_outputs_and_gradients(padding, kernel, stride)
     kx, kp, kc, kb = jax.random.split(jax.random.PRNGKey(kernel * 10 + stride), 4)
     x = jax.random.normal(kx, (batch, 7, 9, cin))       # odd, non-square sizes
     ours = Conv(4, (kernel, kernel), strides=stride, padding=padding, impl="im2col")
-    hybrid = ours.clone(impl="hybrid")
+    hybrid, rows = ours.clone(impl="hybrid"), ours.clone(impl="rows")
     ref = nn.Conv(4, (kernel, kernel), strides=stride, padding=padding)
     v = ours.init(kp, x)
     # non-zero bias so the bias gradient and broadcast are exercised too
     v = {"params": {**v["params"], "bias": jax.random.normal(kb, (4,))}}
     ct = jax.random.normal(kc, jax.eval_shape(lambda: ref.apply(v, x)).shape)
-    *ours_out, (y_r, gp_r, gx_r) = _outputs_and_grads([ours, hybrid, ref], v, x, ct)
+    *ours_out, (y_r, gp_r, gx_r) = _outputs_and_grads([ours, hybrid, rows, ref], v, x, ct)
     for y, gp, gx in ours_out:
       assert y.shape == y_r.shape
       np.testing.assert_allclose(y, y_r, rtol=RTOL, atol=ATOL)
@@ -84,6 +84,42 @@ def test_im2col_traces_no_convolution_even_in_its_gradient():
   hgrad = jax.make_jaxpr(jax.grad(lambda p, x: jnp.sum(h.apply({"params": p}, x)),
                                   argnums=(0, 1)))(v["params"], x)
   assert "conv_general_dilated" not in str(hgrad)
+  # hybrid's forward pass of a one-channel, narrow convolution (LeNet-5's first) is the row
+  # lowering: a matmul, no convolution; hybrid_xla keeps XLA's convolution there
+  x1 = jnp.ones((2, 8, 8, 1))
+  one = Conv(6, (5, 5), impl="hybrid")
+  v1 = one.init(jax.random.PRNGKey(0), x1)
+  assert "conv_general_dilated" not in str(jax.make_jaxpr(one.apply)(v1, x1))
+  assert "conv_general_dilated" in str(jax.make_jaxpr(one.clone(impl="hybrid_xla").apply)(v1, x1))
+  assert conv_mod.forward_impl(1, 6) == "rows" and conv_mod.forward_impl(6, 16) == "xla"
+  assert conv_mod.forward_impl(1, 32) == "xla" and conv_mod.forward_impl(3, 32) == "xla"
+
+
+def _numpy_conv(x, k, stride, pads):
+  """Direct convolution in float64: y[b, i, j, f] = sum over (di, dj, c) of
+  xpad[b, i*s + di, j*s + dj, c] * k[di, dj, c, f]."""
+  xp = np.pad(np.asarray(x, np.float64), ((0, 0), pads[0], pads[1], (0, 0)))
+  kh, kw, _, f = k.shape
+  oh = (xp.shape[1] - kh) // stride + 1
+  ow = (xp.shape[2] - kw) // stride + 1
+  y = np.zeros((x.shape[0], oh, ow, f))
+  for i in range(oh):
+    for j in range(ow):
+      patch = xp[:, i * stride:i * stride + kh, j * stride:j * stride + kw, :]
+      y[:, i, j] = np.einsum("bhwc,hwcf->bf", patch, np.asarray(k, np.float64))
+  return y
+
+
+@pytest.mark.parametrize("shape,kernel,stride,pads", [
+    ((3, 28, 28, 1), (5, 5, 1, 6), 1, ((2, 2), (2, 2))),      # LeNet-5's first layer
+    ((2, 14, 14, 6), (5, 5, 6, 16), 1, ((0, 0), (0, 0))),     # its second
+    ((2, 9, 7, 2), (3, 4, 2, 3), 2, ((1, 0), (2, 1))),        # strided, uneven padding
+])
+def test_rows_conv_matches_a_direct_numpy_convolution(shape, kernel, stride, pads):
+  x = jax.random.normal(jax.random.PRNGKey(0), shape)
+  k = jax.random.normal(jax.random.PRNGKey(1), kernel)
+  y = jax.jit(lambda x, k: conv_mod.rows_conv(x, k, (stride, stride), pads))(x, k)
+  np.testing.assert_allclose(y, _numpy_conv(x, k, stride, pads), rtol=1e-5, atol=1e-5)
 
 
 def test_impl_selection_env_var_and_auto(monkeypatch):
@@ -97,7 +133,7 @@ def test_impl_selection_env_var_and_auto(monkeypatch):
   with pytest.raises(ValueError, match="JAXAL_CONV_IMPL: unknown convolution implementation 'fft'"):
     conv_mod.resolve_impl("auto")
   monkeypatch.delenv(conv_mod.ENV_VAR)
-  with pytest.raises(ValueError, match="accepted: auto, xla, im2col, hybrid"):
+  with pytest.raises(ValueError, match="accepted: auto, xla, im2col, rows, hybrid, hybrid_xla"):
     conv_mod.resolve_impl("winograd")
 
 
@@ -116,11 +152,12 @@ def test_networks_keep_flax_param_trees_and_agree_across_impls(name, shape, monk
   logits_flax = jax.jit(model.apply)(v, x)[0]
   monkeypatch.undo()
   out = {}
-  for impl in ("xla", "im2col", "hybrid"):
+  for impl in ("xla", "im2col", "rows", "hybrid", "hybrid_xla"):
     monkeypatch.setenv(conv_mod.ENV_VAR, impl)
     out[impl] = jax.jit(lambda v, x: model.apply(v, x)[0])(v, x)  # new function: traced anew
-  np.testing.assert_allclose(out["im2col"], out["xla"], rtol=RTOL, atol=ATOL)
-  np.testing.assert_array_equal(out["hybrid"], out["xla"])   # hybrid's forward is XLA's conv
+  for impl in ("im2col", "rows", "hybrid"):
+    np.testing.assert_allclose(out[impl], out["xla"], rtol=RTOL, atol=ATOL)
+  np.testing.assert_array_equal(out["hybrid_xla"], out["xla"])   # its forward is XLA's conv
   np.testing.assert_allclose(out["xla"], logits_flax, rtol=1e-6, atol=1e-6)
 
 

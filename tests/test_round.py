@@ -177,3 +177,24 @@ def test_compiled_round_moves_nothing_from_the_host_once_its_inputs_are_on_the_d
       step(state, jaxal.LabeledArrays(host_x, pool.y), test)
   assert int(state.round) == 2 and int(state.num_labeled) == 8 + 2 * 7
   assert len(set(np.asarray(metrics["selected"]).tolist())) == 7
+
+
+@pytest.mark.parametrize("name,shape,members", [("lenet5", (12, 12, 1), 0), ("mlp", (8, 8, 1), 2)])
+def test_initial_state_is_compiled_once_and_equals_the_op_by_op_initialisation(name, shape,
+                                                                                members):
+  # init_state runs init_model as one compiled program (start-up time, issue 21); the values
+  # are those of running it op by op, bit for bit.
+  from jaxal.round import init_model
+  from jaxal.state import INIT, round_key
+  model = models.get_model(name, 3)
+  tx = jaxal.training.make_optimizer(jaxal.TrainConfig(optimizer="adam"))
+  uncertainty = jaxal.Uncertainty("ensemble", ensemble_size=members) if members else None
+  r = jaxal.make_round(model, tx, st.entropy(), budget=jaxal.Budget(4, 2, 1),
+                       **({"uncertainty": uncertainty} if uncertainty else {}))
+  x = np.ones((12,) + shape, np.float32)
+  y = np.arange(12) % 3
+  state = r.init_state(5, make_splits(y, 3, 3, 0, 5), y, jnp.asarray(x))
+  want = init_model(model, tx, round_key(jax.random.PRNGKey(5), 0, INIT), jnp.asarray(x[:1]),
+                    members)
+  for a, b in zip(jax.tree.leaves((state.variables, state.opt_state)), jax.tree.leaves(want)):
+    np.testing.assert_array_equal(a, b)

@@ -42,16 +42,35 @@ SMALL = ("--uncertainty=mc_dropout", "--mc_samples=3", "--seeds=1", "--rounds=1"
 @pytest.mark.slow
 def test_mesh_auto_on_eight_devices_selects_what_one_device_selects(tmp_path):
   # 400 items: 50 a device, scored in chunks of 32 (a chunk straddles two devices' shards).
-  args = ("--strategies=entropy,bald,hybrid,kmeans,coreset", "--train_limit=400") + SMALL
+  # top-K (entropy), BALD, a k-means-based strategy (hybrid: uncertainty + k-means) and a
+  # diversity strategy (core-set).
+  args = ("--strategies=entropy,bald,hybrid,coreset", "--train_limit=400") + SMALL
   one = run_cli(*args, f"--workdir={tmp_path / 'one'}", devices=1)
   assert one.returncode == 0, one.stderr
   eight = run_cli(*args, f"--workdir={tmp_path / 'eight'}", "--mesh=auto", devices=8)
   assert eight.returncode == 0, eight.stderr
   assert "mesh: {'pool': 8} over 8 devices" in eight.stdout
   ref, got = selections(tmp_path / "one"), selections(tmp_path / "eight")
-  assert len(ref) == 5 and all(len(s[0]) == 10 for s in ref.values())
+  assert len(ref) == 4 and all(len(s[0]) == 10 for s in ref.values())
   assert got == ref
   assert accuracies(tmp_path / "eight") == accuracies(tmp_path / "one")
+
+
+@pytest.mark.slow
+def test_mesh_with_a_seeds_axis_selects_what_one_device_selects(tmp_path):
+  # --mesh=2x2: the pool split over 2 devices and the 2 seeds over the other axis of 4 devices.
+  args = ("--strategies=entropy,bald", "--train_limit=200", "--seed_batching=vmap",
+          "--seeds=2") + tuple(a for a in SMALL if a != "--seeds=1")
+  one = run_cli(*args, f"--workdir={tmp_path / 'one'}", devices=1)
+  assert one.returncode == 0, one.stderr
+  grid = run_cli(*args, f"--workdir={tmp_path / 'grid'}", "--mesh=2x2", devices=4)
+  assert grid.returncode == 0, grid.stderr
+  assert "mesh: {'pool': 2, 'seeds': 2} over 4 devices" in grid.stdout, grid.stdout
+  ref = selections(tmp_path / "one")
+  assert sorted(ref) == [("bald", 0), ("bald", 1), ("entropy", 0), ("entropy", 1)]
+  assert ref[("bald", 0)] != ref[("bald", 1)]       # the seeds differ, so the axis matters
+  assert selections(tmp_path / "grid") == ref
+  assert accuracies(tmp_path / "grid") == accuracies(tmp_path / "one")
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +123,8 @@ def test_pool_on_host_refuses_a_strategy_that_needs_pool_features(npy_digits, tm
 @pytest.mark.slow
 def test_pool_beyond_a_small_device_budget_streams_and_selects_what_memory_selects(npy_digits,
                                                                                    tmp_path):
-  args = ("--dataset=npy", f"--data_dir={npy_digits}", "--strategies=bald,power_bald,random",
+  # Top-K over streamed scores (BALD) and a strategy that needs every item's score (power BALD).
+  args = ("--dataset=npy", f"--data_dir={npy_digits}", "--strategies=bald,power_bald",
           "--seeds=2", "--rounds=1", "--uncertainty=mc_dropout", "--mc_samples=3", "--epochs=2",
           "--eval_batch_size=64", "--checkpoint_every=0")
   mem = run_cli(*args, "--pool_on=device", f"--workdir={tmp_path / 'mem'}")
@@ -116,6 +136,6 @@ def test_pool_beyond_a_small_device_budget_streams_and_selects_what_memory_selec
   assert (f"pool on the host: 1347 images (0.00 GiB as float32) streamed from "
           f"{npy_digits / 'train_images.npy'} in blocks of 300") in host.stdout
   ref = selections(tmp_path / "mem")
-  assert len(ref) == 6 and all(len(s[0]) == 10 for s in ref.values())
+  assert len(ref) == 4 and all(len(s[0]) == 10 for s in ref.values())
   assert selections(tmp_path / "host") == ref
   assert accuracies(tmp_path / "host") == accuracies(tmp_path / "mem")

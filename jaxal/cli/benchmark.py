@@ -13,9 +13,13 @@ Workloads:
                     round), the whole run as one `lax.scan` program (`jaxal.run_scanned`), and the
                     round split into separately compiled phases (train / evaluate / score /
                     select+tell) for the time breakdown. Compilation is timed on its own (ahead of
-                    time). Baseline: baal 2.x running the same protocol in PyTorch
-                    (experiments/torch_reference.py), in a subprocess with --torch_python, or read
-                    from --torch_json (an earlier output of that script).
+                    time); --whole_command also times `python -m jaxal.cli.run` end to end (cold
+                    and warm compilation cache), --roofline places each phase under the
+                    machine's measured matmul peak and memory bandwidth. Baselines
+                    (experiments/torch_reference.py, in a subprocess with --torch_python, or
+                    read from --torch_json): a plain PyTorch loop with the same shared-trunk
+                    scoring (--baselines=plain, the default) and baal 2.x's own loop (baal),
+                    each timed as a whole command and per phase.
   train-throughput  Samples/s of one training epoch over 1,024 labels (batch 64, SGD), for lenet5
                     (28x28x1) and cnn3 (32x32x3): jaxal's `training.fit` with the backend's default
                     convolution against the same with XLA's own convolution (`JAXAL_CONV_IMPL=xla`,
@@ -64,8 +68,17 @@ flags.DEFINE_integer("train_limit", 0, "fmnist-bald / seeds: a class-stratified 
                      "training images and a tenth as many test images (smoke runs; 0 = all).")
 flags.DEFINE_string("torch_python", "", "Python interpreter with torch (and baal) to run "
                     "experiments/torch_reference.py as the baseline in this command.")
-flags.DEFINE_string("torch_json", "", "fmnist-bald: a saved output of torch_reference.py to use "
-                    "as the baseline instead of running it.")
+flags.DEFINE_string("torch_json", "", "fmnist-bald: saved outputs of torch_reference.py "
+                    "(comma-separated, one per baseline) to use instead of running them.")
+flags.DEFINE_string("baselines", "plain", "fmnist-bald: the PyTorch baselines run with "
+                    "--torch_python, comma-separated: plain (a plain PyTorch loop with the "
+                    "shared-trunk scoring: the strongest) and baal (baal's own loop).")
+flags.DEFINE_boolean("whole_command", False, "fmnist-bald: also time the whole jaxal command "
+                     "(`python -m jaxal.cli.run` with the protocol's flags, start-up, data loading "
+                     "and compilation included), once with an empty compilation cache and once "
+                     "again with the cache it filled.")
+flags.DEFINE_boolean("roofline", True, "fmnist-bald: measure the machine's matmul peak and memory "
+                     "bandwidth and print each phase's place under them.")
 flags.DEFINE_string("torch_init", "torch", "fmnist-bald: the baseline's initialisation, torch "
                     "(PyTorch's defaults) or flax (the initialisers jaxal uses).")
 flags.DEFINE_boolean("scan", True, "fmnist-bald: also time the whole run as one lax.scan program.")

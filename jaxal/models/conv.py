@@ -8,27 +8,42 @@ convolutions, and above all their gradients, tens of times slower. `jaxal.traini
 `impl="im2col"` builds the patch matrix from the kh*kw shifted (strided) slices of the padded input,
 stacks them and does one matmul with the kernel reshaped to [kh*kw*cin, cout]. Its autodiff gradient
 is pads, slices and matmuls, which XLA:CPU runs fast inside loops too. `impl="xla"` is
-`lax.conv_general_dilated`, exactly what `nn.Conv` does. `impl="hybrid"` runs xla when not
-differentiated (forward-only passes in loops are fastest with XLA:CPU's own convolution) and exactly
-im2col (forward and gradient, via a custom VJP) when differentiated. `impl="auto"` (the default) picks
-hybrid on the CPU backend (measured: training as fast as im2col, prediction as fast as xla) and xla
-elsewhere. The environment variable `JAXAL_CONV_IMPL` (xla | im2col | auto),
-read at trace time, overrides the module's `impl` so users and benchmarks can force one.
+`lax.conv_general_dilated`, exactly what `nn.Conv` does. `impl="rows"` lowers the convolution to one
+wide matmul per output row block: the kh input rows an output row needs, side by side
+[B*oh, kh*wp*cin], times a banded matrix built from the kernel [kh*wp*cin, ow*cout] (each kernel
+row repeated along the band, zeros elsewhere). It does wp/kw times the multiply-adds of the direct
+convolution, but as one large matmul: for a convolution with one or two input channels and a
+narrow output (LeNet-5's first layer, 1 -> 6 channels) it is about 4x faster than XLA:CPU's own
+(measured in BUILD_NOTES.md, issue 21). `impl="hybrid"` runs, when not differentiated, the faster
+of xla and rows for the layer's shape (`forward_impl`: rows for at most `ROWS_MAX_IN` input and
+`ROWS_MAX_OUT` output channels, xla otherwise), and exactly im2col (forward and gradient, via a
+custom VJP) when differentiated, so training is unchanged by the forward's choice. `impl="hybrid_xla"`
+is the hybrid before that choice (xla for every forward pass), kept to compare results with.
+`impl="auto"` (the default) picks hybrid on the CPU backend and xla elsewhere. The environment
+variable `JAXAL_CONV_IMPL` (one of `IMPLS`), read at trace time, overrides the module's `impl` so
+users and benchmarks can force one.
+
+The lowerings add the same products in different orders, so their outputs agree to float32
+rounding (a few ulps), not bit for bit; training, which always runs im2col under hybrid, is the same.
 
 Parameters are the same as `nn.Conv`'s: `kernel` [kh, kw, cin, cout] and `bias` [cout], created in
 the same order with the same default initialisers, so parameter trees (and initial values) match.
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-IMPLS = ("auto", "xla", "im2col", "hybrid")
+IMPLS = ("auto", "xla", "im2col", "rows", "hybrid", "hybrid_xla")
+ROWS_MAX_IN = 2     # input channels up to which hybrid's forward pass uses rows_conv
+ROWS_MAX_OUT = 8    # output channels up to which hybrid's forward pass uses rows_conv
 ENV_VAR = "JAXAL_CONV_IMPL"
 
 PaddingLike = str | int | Sequence[int | tuple[int, int]]
@@ -95,13 +110,49 @@ def im2col_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   return y.reshape((b, oh, ow, cout))
 
 
+def rows_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
+              pads: Sequence[tuple[int, int]], precision: Any = None) -> jax.Array:
+  """2-D convolution of x [B, H, W, C] with kernel [kh, kw, C, F] as one matmul of input row
+  blocks by a banded kernel matrix (see the module docstring).
+
+  Output row i needs padded input rows i*sh + di (di < kh): those rows, whole, side by side are
+  the left factor [B*oh, kh*wp*C]. The right factor M[(di, k, c), (j, f)] is kernel[di, k - j*sw,
+  c, f] where 0 <= k - j*sw < kw and 0 elsewhere, built exactly (each entry one kernel value)."""
+  kh, kw, cin, cout = kernel.shape
+  sh, sw = strides
+  (plo_h, phi_h), (plo_w, phi_w) = pads
+  xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (plo_h, phi_h, 0), (plo_w, phi_w, 0),
+                                          (0, 0, 0)))
+  b, hp, wp, _ = xp.shape
+  oh = (hp - kh) // sh + 1
+  ow = (wp - kw) // sw + 1
+  if oh <= 0 or ow <= 0:
+    raise ValueError(f"Conv: kernel {kh}x{kw} does not fit the padded input {hp}x{wp}.")
+  rows = jnp.stack([lax.slice(xp, (0, i, 0, 0), (b, i + (oh - 1) * sh + 1, wp, cin), (1, sh, 1, 1))
+                    for i in range(kh)], axis=2)                   # [B, oh, kh, wp, C]
+  rows = rows.reshape((b * oh, kh * wp * cin))
+  band = np.zeros((wp, ow, kw), np.float32)                        # band[k, j, dj] = [k == j*sw + dj]
+  j, dj = np.meshgrid(np.arange(ow), np.arange(kw), indexing="ij")
+  band[j * sw + dj, j, dj] = 1.0
+  m = jnp.einsum("kjd,adcf->akcjf", jnp.asarray(band, kernel.dtype), kernel,
+                 precision=lax.Precision.HIGHEST).reshape((kh * wp * cin, ow * cout))
+  y = jnp.dot(rows, m, precision=precision)
+  return y.reshape((b, oh, ow, cout))
+
+
+def forward_impl(cin: int, cout: int) -> str:
+  """The lowering hybrid uses for a forward-only pass of a cin -> cout convolution."""
+  return "rows" if cin <= ROWS_MAX_IN and cout <= ROWS_MAX_OUT else "xla"
+
+
 def xla_conv(x, kernel, strides, pads, precision=None):
   return lax.conv_general_dilated(x, kernel, tuple(strides), [tuple(p) for p in pads],
                                   dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
 
 
 def hybrid_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
-                pads: Sequence[tuple[int, int]], precision: Any = None) -> jax.Array:
+                pads: Sequence[tuple[int, int]], precision: Any = None,
+                forward: str | None = None) -> jax.Array:
   """`lax.conv_general_dilated` when not differentiated (forward-only passes, e.g. `predict` under
   `lax.map`, where XLA:CPU's convolution is the fastest), and exactly the im2col formulation when
   differentiated (custom VJP: its forward and its pads/slices/matmuls gradient; the convolution
@@ -109,10 +160,12 @@ def hybrid_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   Reverse mode only (no jvp / forward-mode autodiff)."""
   strides, pads = tuple(strides), tuple(tuple(p) for p in pads)
   im2col = lambda x, k: im2col_conv(x, k, strides, pads, precision)
+  forward = forward or forward_impl(kernel.shape[2], kernel.shape[3])
+  plain = {"xla": xla_conv, "rows": rows_conv}[forward]
 
   @jax.custom_vjp
   def conv(x, kernel):
-    return xla_conv(x, kernel, strides, pads, precision)
+    return plain(x, kernel, strides, pads, precision)
 
   def fwd(x, kernel):
     return jax.vjp(im2col, x, kernel)      # (output, vjp closure: a pytree of residual arrays)
@@ -133,7 +186,7 @@ class Conv(nn.Module):
     strides: int or (sh, sw).
     padding: "SAME", "VALID", an int, or a sequence of ints / (low, high) pairs per spatial dim.
     use_bias: add a bias [features].
-    impl: "auto" | "xla" | "im2col" | "hybrid" (see the module docstring; `JAXAL_CONV_IMPL` overrides it).
+    impl: one of `IMPLS` (see the module docstring; `JAXAL_CONV_IMPL` overrides it).
   """
   features: int
   kernel_size: int | Sequence[int]
@@ -163,7 +216,8 @@ class Conv(nn.Module):
             if self.use_bias else None)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     pads = _pairs(self.padding, x.shape[1:3], ks, strides)
-    fn = {"xla": xla_conv, "im2col": im2col_conv, "hybrid": hybrid_conv}[resolve_impl(self.impl)]
+    fn = {"xla": xla_conv, "im2col": im2col_conv, "rows": rows_conv, "hybrid": hybrid_conv,
+          "hybrid_xla": functools.partial(hybrid_conv, forward="xla")}[resolve_impl(self.impl)]
     y = fn(x, kernel, strides, pads, self.precision)
     if bias is not None:
       y = y + bias

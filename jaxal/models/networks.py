@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from jaxal.models.conv import Conv
 from jaxal.models.dropout import Dropout
+from jaxal.models.pooling import max_pool
 
 
 def _dropout_on(train: bool, dropout: bool | None) -> bool:
@@ -81,8 +82,8 @@ class LeNet5(_Split):
     if min(x.shape[1], x.shape[2]) < 12:
       raise ValueError(f"lenet5 needs images of at least 12x12 pixels, got {x.shape[1]}x{x.shape[2]};"
                        " use --model=cnn3 or --model=mlp for smaller images.")
-    h = nn.max_pool(nn.relu(self.conv1(x)), (2, 2), (2, 2))
-    h = nn.max_pool(nn.relu(self.conv2(h)), (2, 2), (2, 2))
+    h = max_pool(nn.relu(self.conv1(x)), (2, 2), (2, 2))
+    h = max_pool(nn.relu(self.conv2(h)), (2, 2), (2, 2))
     return nn.relu(self.fc1(h.reshape((h.shape[0], -1))))
 
   def head(self, h, train: bool = False, dropout: bool | None = None):
@@ -116,7 +117,7 @@ class CNN3(_Split):
     for b in range(len(self.filters)):
       h = nn.relu(self.convs[2 * b](h))
       h = nn.relu(self.convs[2 * b + 1](h))
-      h = nn.max_pool(h, (2, 2), (2, 2), padding="SAME")
+      h = max_pool(h, (2, 2), (2, 2), padding="SAME")
     h = h.reshape((h.shape[0], -1))
     return nn.relu(self.fcs[0](h)) if self.fcs else h
 
@@ -154,7 +155,7 @@ class GalCNN(_Split):
 
   def trunk(self, x, train: bool = False):
     h = nn.relu(self.conv2(nn.relu(self.conv1(x))))
-    h = nn.max_pool(h, (self.pool, self.pool), (self.pool, self.pool))
+    h = max_pool(h, (self.pool, self.pool), (self.pool, self.pool))
     return h.reshape((h.shape[0], -1))
 
   def head(self, h, train: bool = False, dropout: bool | None = None):
@@ -223,7 +224,7 @@ class CNN2BN(_SplitBN):
     for conv, bn in zip(self.convs, self.bns):
       h = conv(h)
       h = nn.relu(bn(h, use_running_average=not train, mask=row_mask(mask, h) if train else None))
-      h = nn.max_pool(h, (2, 2), (2, 2), padding="SAME")
+      h = max_pool(h, (2, 2), (2, 2), padding="SAME")
     return nn.relu(self.fc(h.reshape((h.shape[0], -1))))
 
   def head(self, h, train: bool = False, dropout: bool | None = None):

@@ -97,6 +97,7 @@ class Problem:
   pool: LabeledArrays
   test: LabeledArrays
   y: np.ndarray
+  train_index: np.ndarray | None = None   # pool position -> position in the whole training set
 
 
 def fmnist_problem(rounds: int) -> Problem:
@@ -117,7 +118,8 @@ def fmnist_problem(rounds: int) -> Problem:
                               budget=jaxal.Budget(initial_size=100, query_size=10, rounds=rounds),
                               train=tc, uncertainty=jaxal.Uncertainty(
                                   "mc_dropout", mc_samples=FLAGS.mc_samples))
-  return Problem(model, tx, round_fn, pool, test, np.asarray(ds.y_train))
+  return Problem(model, tx, round_fn, pool, test, np.asarray(ds.y_train),
+                 np.asarray(ds.train_index))
 
 
 def initial_states(p: Problem, seeds) -> object:

@@ -3,13 +3,17 @@
 LeNet-5 (dropout 0.5), 100 balanced initial labels, 10 per round, re-initialised and trained 50
 epochs each round (batch 64, SGD lr 0.01, momentum 0.9), BALD with 20 MC-dropout samples over the
 whole pool, test accuracy every round, --rounds rounds then a final training. One run per seed
-(--repeats seeds). jaxal three ways: the production path (`jaxal.run`: one compiled program per
-round), the whole run as one `lax.scan` program (`jaxal.run_scanned`), and the round split into
-separately compiled phases (train / evaluate / score / select+tell) for the time breakdown.
-Compilation is timed on its own (ahead of time).
+(--repeats seeds). jaxal four ways: the production path (`jaxal.run`: one compiled program per
+round), the whole run as one `lax.scan` program (`jaxal.run_scanned`), the round split into
+separately compiled phases (train / evaluate / score / select+tell) for the time breakdown and the
+roofline (`roofline.py`), and, with --whole_command, the command line a user types
+(`python -m jaxal.cli.run` with the protocol's flags) timed end to end in its own process with an
+empty and then a warm compilation cache. Compilation is timed on its own (ahead of time).
 
-Baseline: baal 2.x running the same protocol in PyTorch (experiments/torch_reference.py), in a
-subprocess with --torch_python, or read from --torch_json (an earlier output of that script)."""
+Baselines (experiments/torch_reference.py, in a subprocess with --torch_python, or read from
+--torch_json): `plain`, a plain PyTorch loop with the same shared-trunk scoring (the strongest a
+PyTorch user would write), and `baal`, baal 2.x's own loop. Each is one command over all seeds,
+timed whole (start-up and data loading included) and per phase."""
 from __future__ import annotations
 
 import json
@@ -22,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from jaxal.cli.benchmarks import common
+from jaxal.cli.benchmarks import common, roofline
 from jaxal import acquisition, annotation, driver
 from jaxal.selection.primitives import top_k
 
@@ -81,11 +85,122 @@ def _phased(p: common.Problem, seed: int, rounds: int) -> dict:
   return {"compile_seconds": compile_s, "phase_seconds": phases, "selected": selected}
 
 
+BASELINES = {"plain": "fmnist-bald-plain", "baal": "fmnist-bald"}
+
+
+def _cli_command(rounds: int, seeds: int, workdir: str, cache: str) -> list[str]:
+  """The jaxal command line that runs the protocol of `common.fmnist_problem`."""
+  import sys  # pylint: disable=import-outside-toplevel
+  cmd = [sys.executable, "-m", "jaxal.cli.run", "--dataset=idx", f"--data_dir={common.fmnist_dir()}",
+         "--model=lenet5", "--strategies=bald", "--uncertainty=mc_dropout",
+         f"--mc_samples={FLAGS.mc_samples}", f"--rounds={rounds}", f"--seeds={seeds}",
+         "--initial_size=100", "--query_size=10", "--val_size=0", f"--epochs={FLAGS.epochs}",
+         "--batch_size=64", "--optimizer=sgd", "--learning_rate=0.01", "--momentum=0.9",
+         "--reinit", f"--eval_batch_size={FLAGS.chunk}", "--checkpoint_every=0",
+         f"--workdir={workdir}", "--overwrite", f"--compilation_cache={cache}", "--progress=rounds"]
+  if FLAGS.train_limit:
+    cmd += [f"--train_limit={FLAGS.train_limit}",
+            f"--test_limit={max(FLAGS.train_limit // 10, 10)}"]
+  return cmd
+
+
+def _whole_command(rounds: int, seeds: int) -> dict:
+  """The jaxal command end to end, in its own process: with an empty compilation cache (cold) and
+  again with the cache the first run filled (warm)."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import tempfile  # pylint: disable=import-outside-toplevel
+  out = {}
+  with tempfile.TemporaryDirectory() as tmp:
+    cache = os.path.join(tmp, "xla")
+    for name in ("cold", "warm"):
+      work = os.path.join(tmp, name)
+      cmd = _cli_command(rounds, seeds, work, cache)
+      env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")
+             and k != "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"}
+      t0 = time.perf_counter()
+      proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env=env)
+      lines, first_line = [], None
+      for line in proc.stdout:     # the time the line of round 0 is printed (after that round)
+        lines.append(line)
+        if first_line is None and "] round" in line and " 0/" in line:
+          first_line = time.perf_counter() - t0
+      wall = time.perf_counter() - t0
+      if proc.wait():
+        raise SystemExit(f"error: the jaxal command failed ({name} cache):\n"
+                         + "".join(lines)[-3000:])
+      with open(os.path.join(work, "results.json")) as f:
+        runs = json.load(f)["runs"]
+      first = runs[0]["rounds"][0]["seconds"]
+      out[name] = {"seconds": wall, "first_round_seconds": first,
+                   # from the command's start to the start of round 0 (start-up, data, settings)
+                   "first_round_starts_at": None if first_line is None else first_line - first,
+                   "final_accuracy": [r["rounds"][-1]["test_accuracy"] for r in runs],
+                   "selected": [[x["selected"] for x in r["rounds"]] for r in runs]}
+      print(f"jaxal whole command, {name} compilation cache: {wall:.1f}s ({seeds} seeds)",
+            flush=True)
+    out["command"] = " ".join(_cli_command(rounds, seeds, "<workdir>", "<cache>"))
+  return out
+
+
+def _baseline(name: str, torch: dict, rounds: int) -> dict:
+  acc = [r["rounds"][-1]["test_accuracy"] for r in torch["runs"]]
+  med = lambda k: statistics.median(statistics.median(x[k] for x in r["rounds"][:rounds])
+                                    for r in torch["runs"])
+  return {**torch, "name": name, "wall_seconds_median": statistics.median(
+              r["wall_seconds"] for r in torch["runs"]),
+          "round_seconds_median": med("seconds"),
+          "final_accuracy_mean_se": common.mean_se(acc),
+          "phase_seconds_median": {k: med(k + "_seconds")
+                                   for k in ("train", "score_select", "evaluate")}}
+
+
+def _load_baselines(rounds: int, seeds: list) -> dict:
+  out = {}
+  if FLAGS.torch_json:
+    for path in FLAGS.torch_json.split(","):
+      with open(path) as f:
+        torch = json.load(f)
+      name = next(k for k, v in BASELINES.items() if v == torch["workload"])
+      out[name] = _baseline(name, torch, rounds)
+    return out
+  names = [b for b in FLAGS.baselines.split(",") if b]
+  bad = [b for b in names if b not in BASELINES]
+  if bad:
+    raise SystemExit(f"error: --baselines={FLAGS.baselines!r}; accepted: "
+                     f"{', '.join(BASELINES)} (comma-separated).")
+  for name in names:
+    t0 = time.perf_counter()
+    torch = common.torch_reference(BASELINES[name], f"--data_dir={common.fmnist_dir()}",
+                                   f"--rounds={rounds}", f"--seeds={len(seeds)}",
+                                   f"--epochs={FLAGS.epochs}", f"--mc_samples={FLAGS.mc_samples}",
+                                   f"--init={FLAGS.torch_init}")
+    if torch is None:
+      break
+    torch["command_seconds"] = time.perf_counter() - t0
+    out[name] = _baseline(name, torch, rounds)
+    print(f"baseline {name}: whole command {torch['command_seconds']:.1f}s", flush=True)
+  return out
+
+
+def _roofline(p: common.Problem, phased: dict, rounds: int) -> dict:
+  peak = roofline.measure_peak()
+  bandwidth = roofline.measure_bandwidth()
+  state = jax.tree.map(lambda a: a[0], common.initial_states(p, [0]))
+  units = roofline.fmnist_phase_units(p, state, rounds, initial=100, query=10)
+  model_units = roofline.fmnist_phase_units(p, state, rounds, initial=100, query=10,
+                                            conv_impl="xla")
+  rows = roofline.table(units, phased["phase_seconds"], peak, bandwidth["best"], model_units)
+  roofline.print_table(rows, peak, bandwidth)
+  return {"peak_gflops": peak, "bandwidth": bandwidth, "phases": rows}
+
+
 def fmnist_bald() -> dict:
   if FLAGS.train_limit and (FLAGS.torch_json or FLAGS.torch_python):
     raise SystemExit("error: --train_limit runs a reduced pool; the PyTorch baseline runs the whole "
                      "protocol, so the two would not compare (drop --train_limit).")
   rounds, seeds = FLAGS.rounds, list(range(FLAGS.repeats))
+  t_start = time.perf_counter()
   p = common.fmnist_problem(rounds)
   runs, fns = [], None
   for s in seeds:
@@ -109,45 +224,54 @@ def fmnist_bald() -> dict:
                    "compile_seconds": runs[0]["compile_seconds"],
                    "final_accuracy_mean_se": common.mean_se(jax_acc),
                    "phased": phased, "phased_selects_as_fused": same_as_fused,
-                   "scanned": scanned, "peak_rss_mb": common.peak_rss_mb()}}
-  if FLAGS.torch_json:
-    with open(FLAGS.torch_json) as f:
-      torch = json.load(f)
-  else:
-    torch = common.torch_reference("fmnist-bald", f"--data_dir={common.fmnist_dir()}",
-                                   f"--rounds={rounds}", f"--seeds={len(seeds)}",
-                                   f"--epochs={FLAGS.epochs}", f"--mc_samples={FLAGS.mc_samples}",
-                                   f"--init={FLAGS.torch_init}")
-  if torch is not None:
-    t_acc = [r["rounds"][-1]["test_accuracy"] for r in torch["runs"]]
-    t_wall = statistics.median(r["wall_seconds"] for r in torch["runs"])
-    t_round = statistics.median(statistics.median(x["seconds"] for x in r["rounds"][:rounds])
-                                for r in torch["runs"])
-    out["baal"] = {**torch, "wall_seconds_median": t_wall, "round_seconds_median": t_round,
-                   "final_accuracy_mean_se": common.mean_se(t_acc),
-                   "phase_seconds_median": {
-                       k: statistics.median(statistics.median(x[k + "_seconds"] for x in
-                                                              r["rounds"][:rounds])
-                                            for r in torch["runs"])
-                       for k in ("train", "score_select", "evaluate")}}
-    out["ratio_jaxal_over_baal_wall"] = out["jaxal"]["wall_seconds_median"] / t_wall
+                   "scanned": scanned, "peak_rss_mb": common.peak_rss_mb(),
+                   "in_process_seconds": time.perf_counter() - t_start}}
+  if FLAGS.roofline:
+    out["roofline"] = _roofline(p, phased, rounds)
+  if FLAGS.whole_command:
+    whole = _whole_command(rounds, len(seeds))
+    # The command records positions in the whole training set (the same as pool positions unless
+    # --train_limit took a sample).
+    index = p.train_index if p.train_index is not None else np.arange(p.y.shape[0])
+    fused_sel = [[index[np.asarray(s, np.int64)].tolist() for s in r["selected"][0]] for r in runs]
+    whole["selects_as_fused"] = all(whole[c]["selected"] == fused_sel for c in ("cold", "warm"))
+    out["jaxal"]["whole_command"] = whole
+  base = _load_baselines(rounds, seeds)
+  out["baselines"] = base
 
   j = out["jaxal"]
-  print(f"\nfmnist-bald: {rounds} rounds + final, {len(seeds)} seed(s), backend "
-        f"{jax.default_backend()} ({os.cpu_count()} CPUs)")
-  print(f"| {'':28} | {'jaxal':>10} | {'baal':>10} | {'ratio':>7} |")
-  print(f"|{'-' * 30}|{'-' * 12}|{'-' * 12}|{'-' * 9}|")
-  b = out.get("baal")
-  def row(name, mine, theirs):
-    ratio = f"{mine / theirs:6.3f}x" if theirs else "       "
-    print(f"| {name:28} | {mine:10.2f} | {theirs if theirs else float('nan'):10.2f} | {ratio} |")
-  row("run wall s (excl. compile)", j["wall_seconds_median"], b and b["wall_seconds_median"])
-  row("s per round (median)", j["round_seconds_median"], b and b["round_seconds_median"])
   ph = {k: statistics.median(v) for k, v in phased["phase_seconds"].items()}
-  row("  train s", ph["train"], b and b["phase_seconds_median"]["train"])
-  row("  score+select s", ph["score"] + ph["select"],
-      b and b["phase_seconds_median"]["score_select"])
-  row("  evaluate s", ph["evaluate"], b and b["phase_seconds_median"]["evaluate"])
+  mine = {"whole command s (cold cache)": j.get("whole_command", {}).get("cold", {}).get("seconds"),
+          "whole command s (warm cache)": j.get("whole_command", {}).get("warm", {}).get("seconds"),
+          "run wall s (excl. compile)": j["wall_seconds_median"],
+          "s per round (median)": j["round_seconds_median"],
+          "  train s": ph["train"], "  score+select s": ph["score"] + ph["select"],
+          "  evaluate s": ph["evaluate"]}
+
+  def theirs(b):
+    whole = b.get("command_seconds")
+    return {"whole command s (cold cache)": whole, "whole command s (warm cache)": whole,
+            "run wall s (excl. compile)": b["wall_seconds_median"],
+            "s per round (median)": b["round_seconds_median"],
+            "  train s": b["phase_seconds_median"]["train"],
+            "  score+select s": b["phase_seconds_median"]["score_select"],
+            "  evaluate s": b["phase_seconds_median"]["evaluate"]}
+  cols = {name: theirs(b) for name, b in base.items()}
+  out["ratios"] = {name: {k: (mine[k] / v if mine[k] and v else None) for k, v in c.items()}
+                   for name, c in cols.items()}
+  print(f"\nfmnist-bald: {rounds} rounds + final, {len(seeds)} seed(s), backend "
+        f"{jax.default_backend()} ({os.cpu_count()} CPUs); whole commands run all "
+        f"{len(seeds)} seeds, the other rows are per seed (median)")
+  fmt = lambda v: f"{v:10.2f}" if v else f"{'-':>10}"
+  head = "".join(f" {n:>10} | {'ratio':>7} |" for n in cols)
+  print(f"| {'':30} | {'jaxal':>10} |{head}")
+  print(f"|{'-' * 32}|{'-' * 12}|" + f"{'-' * 12}|{'-' * 9}|" * len(cols))
+  for k, v in mine.items():
+    line = f"| {k:30} | {fmt(v)} |"
+    for name, c in cols.items():
+      r = out["ratios"][name][k]
+      line += f" {fmt(c[k])} | " + (f"{r:6.3f}x" if r else f"{'':7}") + " |"
+    print(line)
   print(f"compile: {j['compile_seconds']:.1f}s (round + final programs); phases "
         + ", ".join(f"{k} {v:.1f}s" for k, v in phased["compile_seconds"].items()))
   if scanned:
@@ -155,7 +279,14 @@ def fmnist_bald() -> dict:
           f"{scanned['compile_seconds']:.1f}s), same selections: "
           f"{scanned['selected'] == runs[0]['selected']}")
   m, se = j["final_accuracy_mean_se"]
-  print(f"final accuracy jaxal {m:.4f} ± {se:.4f}" + (
-      f", baal {b['final_accuracy_mean_se'][0]:.4f} ± {b['final_accuracy_mean_se'][1]:.4f}"
-      if b else "") + f" ({len(seeds)} seeds); phased path selects as fused: {same_as_fused}")
+  print(f"final accuracy jaxal {m:.4f} ± {se:.4f}" + "".join(
+      f", {name} {b['final_accuracy_mean_se'][0]:.4f} ± {b['final_accuracy_mean_se'][1]:.4f}"
+      for name, b in base.items()) + f" ({len(seeds)} seeds); phased path selects as fused: "
+      f"{same_as_fused}")
+  if "whole_command" in j:
+    w = j["whole_command"]
+    print(f"whole command: round 0 takes {w['cold']['first_round_seconds']:.1f}s cold, "
+          f"{w['warm']['first_round_seconds']:.1f}s warm, and starts "
+          f"{w['cold']['first_round_starts_at']:.1f}s / {w['warm']['first_round_starts_at']:.1f}s "
+          f"after the command; selects as the in-process runs: {w['selects_as_fused']}")
   return out
