@@ -33,7 +33,7 @@ def get_config():
   c.n_clusters = 5
   c.graph_subset = 5000
   # ProbCover's radius: the paper's purity 0.95 gives balls too small for these encoders (k-means
-  # agrees with the classes on only ~80% of the pool, so the 5% least pure balls sit in dense class
+  # agrees with the classes on only ~80-87% of MNIST, so the 5% least pure balls sit in dense class
   # regions): 10 balls cover ~10% of the pool and the first picks pile into the densest class.
   # 0.6 was chosen on Fashion-MNIST (a selection proxy) and held out on MNIST (NOTES19.md).
   c.probcover_purity = 0.6
