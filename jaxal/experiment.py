@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxal import (checkpointing, driver, features, human, models, registry, reporting, scale,
-                   scoring, training)
+from jaxal import (checkpointing, driver, features, human, initial, models, registry, reporting,
+                   scale, scoring, training)
 from jaxal.lock import holding_workdir_lock
 from jaxal.data import DatasetError, channel_stats, make_splits, normalize
 from jaxal.data.splits import known_splits
@@ -62,9 +62,12 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
         f"classes {', '.join(ds.class_names)}")
   check_budget(cfg, len(ds.y_train))
   seeds = list(range(int(cfg["seeds"])))
+  # --initial_by=strategy: each strategy picks its own first labels (jaxal.initial), below.
+  by_strategy = cfg.get("initial_by", "random") == "strategy"
   try:
     splits = [known_splits(ds.y_train) if ds.unlabeled else
-              make_splits(ds.y_train, ds.num_classes, cfg["initial_size"], cfg["val_size"], s)
+              make_splits(ds.y_train, ds.num_classes, 0 if by_strategy else cfg["initial_size"],
+                          cfg["val_size"], s)
               for s in seeds]
   except DatasetError as e:
     raise ConfigError(f"--{e}") from e
@@ -135,7 +138,14 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
       round_fn = make_round(model, tx, registry.strategy(name, cfg), budget=budget, train=tc,
                             uncertainty=uncertainty, num_classes=ds.num_classes,
                             pool_subset=int(cfg["pool_subset"]), stop_set=int(cfg["stop_set"]))
-      driver.check_run(round_fn, pool, test, seeds, splits,
+      run_splits = splits
+      if by_strategy:
+        run_splits = initial.strategy_splits(round_fn, pool, seeds, splits,
+                                             int(cfg["initial_size"]))
+        log(f"[{name}] first {cfg['initial_size']} labels chosen by "
+            f"{name if initial.chooses_itself(round_fn.strategy) else 'random'} "
+            "(--initial_by=strategy)")
+      driver.check_run(round_fn, pool, test, seeds, run_splits,
                        person=cfg.get("oracle", "simulated") != "simulated")
       layout.check(round_fn)
     except ArgumentError as e:
@@ -180,7 +190,7 @@ def run_experiment(cfg: Mapping[str, Any], workdir: str,
     else:
       records = []
       for g, group in enumerate(groups):   # seeds added to a run later have their own checkpoints
-        records += _run_strategy(round_fn, pool, test, group, [splits[s] for s in group], cfg,
+        records += _run_strategy(round_fn, pool, test, group, [run_splits[s] for s in group], cfg,
                                  ds.train_index, workdir, every, keep, progress, log,
                                  name if g == 0 else f"{name}@seeds{group[0]}-{group[-1]}",
                                  layout=layout)

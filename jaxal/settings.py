@@ -9,7 +9,7 @@ import math
 import os
 from typing import Any, Mapping
 
-from jaxal import features, human, models, registry, stopping
+from jaxal import features, human, initial, models, registry, stopping
 from jaxal.data import (Dataset, DatasetError, load_class_map, load_dataset, merge_classes,
                         noise_dataset, subsample, subset_classes)
 from jaxal.errors import ArgumentError
@@ -171,6 +171,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
     features.validate(cfg)   # --train, --features, --encoder
   except ArgumentError as e:
     raise flag_error(e) from e
+  _validate_initial_by(cfg)
   rules = stop_rules(cfg)
   if rules.needs_stop_set and cfg["stop_set"] < 1:
     raise ConfigError("--stop_min_uncertainty / --stop_agreement need a stop set: set --stop_set "
@@ -211,6 +212,23 @@ def _validate_oracle(cfg: Mapping[str, Any], names: list[str]) -> None:
   if cfg.get("checkpoint_every", 1) != 1:
     raise ConfigError(f"--oracle={oracle} saves after every round: --checkpoint_every must be 1, "
                       f"got {cfg.get('checkpoint_every')!r}.")
+
+
+def _validate_initial_by(cfg: Mapping[str, Any]) -> None:
+  """--initial_by (jaxal.initial): who chooses the first labels of a simulated run."""
+  by = cfg.get("initial_by", "random")
+  if by not in initial.INITIAL_BY:
+    raise ConfigError(f"--initial_by: unknown value {by!r}; accepted: "
+                      f"{', '.join(initial.INITIAL_BY)}.")
+  if by != "strategy":
+    return
+  if cfg["dataset"] == "unlabeled" or cfg.get("oracle", "simulated") != "simulated":
+    raise ConfigError("--initial_by=strategy applies to runs with --oracle=simulated (a person's "
+                      "run chooses its first images with --cold_start).")
+  if cfg.get("train", "full") != "linear":
+    raise ConfigError("--initial_by=strategy chooses the first labels from the embeddings before "
+                      f"anything is trained: it needs --train=linear (got {cfg.get('train')!r}), "
+                      "with --encoder or --features.")
 
 
 def _validate_unlabeled(cfg: Mapping[str, Any]) -> None:

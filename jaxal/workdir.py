@@ -134,6 +134,7 @@ def _comparable(record: Mapping[str, Any], extendable: bool = False) -> dict:
   answering through the terminal or the files, which share labels.csv), so either can take over
   from the other."""
   record = dict(record)
+  record.setdefault("initial_by", "random")   # runs recorded before --initial_by existed
   if extendable:
     for key in EXTENDABLE:
       record.pop(key, None)

@@ -31,7 +31,7 @@ def lowbudget_run(tmp_path_factory):
   np.save(path, _embeddings(ds))
   cfg = presets.load("lowbudget_fmnist")
   cfg.update(dataset="digits", features=path, seeds=2, rounds=2, strategies="random,coreset",
-             epochs=20, graph_subset=0)
+             epochs=20, graph_subset=0, initial_by="random")   # the balanced initial set
   results = experiment.run_experiment(cfg.to_dict(), str(work / "run"), log=lambda s: None)
   return ds, path, results
 

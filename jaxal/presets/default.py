@@ -12,6 +12,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.strategies = "random,entropy,least_confidence,margin"
   c.seeds = 3
   c.initial_size = 20
+  # Who chooses those first labels: "random" (balanced, shared by all strategies) or "strategy"
+  # (each strategy from no labels, on the embeddings; needs --train=linear; jaxal.initial).
+  c.initial_by = "random"
   c.query_size = 10
   c.rounds = 20
   c.epochs = 50
