@@ -39,10 +39,10 @@ def test_classify_a_memory_bound_phase_uses_the_sloped_roof():
   assert r["share_of_roof"] == pytest.approx(0.4) and r["share_of_bandwidth"] == 0.4
 
 
-def test_classify_names_a_phase_far_under_both_roofs_overhead_bound():
+def test_classify_names_a_phase_far_under_both_roofs_neither():
   # 1 GFLOP over 0.1 GB in 1 s: roof min(200, 50 x 10) = 200 GFLOP/s, reached 0.5%.
   r = roofline.classify(1e9, 0.1e9, 1.0, peak_gflops=200.0, bandwidth_gbs=50.0)
-  assert r["bound"] == "overhead" and r["share_of_roof"] == pytest.approx(0.005)
+  assert r["bound"] == "neither" and r["share_of_roof"] == pytest.approx(0.005)
 
 
 def test_table_sums_the_rounds_of_each_phase():

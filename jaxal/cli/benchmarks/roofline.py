@@ -11,8 +11,8 @@ so the looped programs cannot be costed whole.
 
 `classify` says which roof bounds a phase (compute when its arithmetic intensity, flops per byte,
 is above the machine balance, peak / bandwidth; memory otherwise) and how much of that roof it
-reached; a phase far under both roofs is bound by overheads (small kernels, loop steps, launches),
-not by the hardware."""
+reached; a phase under 20% of its roof is "neither": the kernels themselves are inefficient (small
+or skinny matmuls, many small ops, loop steps), not the hardware's limits."""
 from __future__ import annotations
 
 import math
@@ -78,7 +78,7 @@ def classify(flops: float, nbytes: float, seconds: float, peak_gflops: float,
   bound = "compute" if intensity >= balance else "memory"
   share = gflops / roof if roof else 0.0
   if share < 0.2:
-    bound = "overhead"
+    bound = "neither"
   return {"seconds": seconds, "gflop": flops / 1e9, "gbytes": nbytes / 1e9,
           "intensity": intensity, "gflops": gflops, "gbs": gbs,
           "share_of_peak": gflops / peak_gflops, "share_of_bandwidth": gbs / bandwidth_gbs,
@@ -88,7 +88,8 @@ def classify(flops: float, nbytes: float, seconds: float, peak_gflops: float,
 ADVICE = {
     "compute": "fewer or cheaper flops: lower precision (bf16 matmuls), less recomputation",
     "memory": "fewer bytes: fuse producers into consumers, narrower types (uint8 pool, bf16)",
-    "overhead": "bigger kernels: larger batches or chunks, fewer loop steps, fused small ops",
+    "neither": "better-shaped kernels: wider matmuls than the skinny ones, fewer small ops and "
+               "loop steps, larger batches or chunks",
 }
 
 

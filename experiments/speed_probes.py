@@ -1,0 +1,119 @@
+"""The small measurements behind issue 21's changes (BUILD_NOTES.md, "Speed against the strongest
+baseline"), each printing its numbers:
+
+  python -m experiments.speed_probes conv      # one layer, 1,024 images: XLA's conv vs rows vs im2col
+  python -m experiments.speed_probes pool      # LeNet-5 `fit` (150 steps, batch 64): flax's max_pool
+                                               # vs jaxal's, and whether the parameters are identical
+  python -m experiments.speed_probes start --data_dir=<fashion_mnist IDX folder>
+                                               # the command three times: when its first round starts
+
+Timings are the best of several runs of an already compiled function."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _best_ms(fn, *args, repeats=7):
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t0)
+  return 1000 * min(times)
+
+
+def conv():
+  from jaxal.models import conv as c
+  cases = [((1024, 28, 28, 1), (5, 5, 1, 6), ((2, 2), (2, 2))),     # LeNet-5's first layer
+           ((1024, 14, 14, 6), (5, 5, 6, 16), ((0, 0), (0, 0))),    # its second
+           ((1024, 28, 28, 1), (5, 5, 1, 32), ((2, 2), (2, 2))),
+           ((1024, 32, 32, 3), (3, 3, 3, 32), ((1, 1), (1, 1)))]
+  for shape, ks, pads in cases:
+    x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    k = jax.random.normal(jax.random.PRNGKey(1), ks) * 0.2
+    row = {name: _best_ms(jax.jit(lambda x, k, f=f: f(x, k, (1, 1), pads)), x, k)
+           for name, f in (("xla", c.xla_conv), ("rows", c.rows_conv), ("im2col", c.im2col_conv))}
+    print(f"{shape} * {ks}: " + ", ".join(f"{n} {t:.2f} ms" for n, t in row.items())
+          + f"; hybrid's forward: {c.forward_impl(ks[2], ks[3])}", flush=True)
+
+
+def pool():
+  import flax.linen as nn
+  from jaxal import models, training
+  from jaxal.models import networks
+  from jaxal.state import TrainConfig
+  cfg = TrainConfig(epochs=50, batch_size=64, optimizer="sgd", learning_rate=0.01, momentum=0.9)
+  tx = training.make_optimizer(cfg)
+  x = jax.random.normal(jax.random.PRNGKey(0), (2000, 28, 28, 1)).round(1)   # ties, as on images
+  y = jax.random.randint(jax.random.PRNGKey(1), (2000,), 0, 10)
+  labeled = jnp.zeros(2000, bool).at[:150].set(True)
+  out = {}
+  for name in ("flax", "jaxal"):
+    saved = networks.max_pool
+    if name == "flax":
+      networks.max_pool = lambda x, w, s, padding="VALID": nn.max_pool(x, w, s, padding=padding)
+    try:
+      model = models.get_model("lenet5", 10)
+      v = training.init_variables(model, jax.random.PRNGKey(2), x[:1])
+      fit = jax.jit(lambda v, o: training.fit(model, tx, v, o, jax.random.PRNGKey(3), x, y,
+                                              labeled, cfg, 160)[0])
+      o = tx.init(v["params"])
+      ms = _best_ms(fit, v, o, repeats=3)
+      out[name] = np.concatenate([np.ravel(a) for a in jax.tree.leaves(fit(v, o))])
+    finally:
+      networks.max_pool = saved
+    print(f"{name} max_pool: {ms / 150:.2f} ms a step", flush=True)
+  print("parameters identical after 150 steps:", bool(np.array_equal(out["flax"], out["jaxal"])))
+
+
+def start(data_dir: str, seeds: int):
+  with tempfile.TemporaryDirectory() as tmp:
+    args = ["--dataset=idx", f"--data_dir={data_dir}", "--model=lenet5", "--strategies=bald",
+            "--uncertainty=mc_dropout", "--mc_samples=20", "--rounds=2", f"--seeds={seeds}",
+            "--initial_size=100", "--query_size=10", "--val_size=0", "--epochs=50",
+            "--batch_size=64", "--optimizer=sgd", "--learning_rate=0.01", "--momentum=0.9",
+            "--reinit", "--eval_batch_size=1024", "--checkpoint_every=0", "--overwrite",
+            f"--compilation_cache={tmp}/cache", "--progress=rounds", f"--workdir={tmp}/w"]
+    for run in ("empty cache", "second run", "third run"):
+      t0 = time.perf_counter()
+      p = subprocess.Popen([sys.executable, "-m", "jaxal.cli.run", *args], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+      at = None
+      for line in p.stdout:
+        if at is None and "] round" in line and " 0/" in line:
+          at = time.perf_counter() - t0
+      if p.wait():
+        raise SystemExit("error: the command failed")
+      with open(os.path.join(tmp, "w", "results.json")) as f:
+        r0 = json.load(f)["runs"][0]["rounds"][0]["seconds"]
+      print(f"{run}: wall {time.perf_counter() - t0:.1f}s, round 0 took {r0:.2f}s and started "
+            f"{at - r0:.2f}s after the command", flush=True)
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  p.add_argument("probe", choices=("conv", "pool", "start"))
+  p.add_argument("--data_dir", default="")
+  p.add_argument("--seeds", type=int, default=3)
+  a = p.parse_args()
+  if a.probe == "start":
+    if not a.data_dir:
+      p.error("start needs --data_dir (a Fashion-MNIST IDX folder)")
+    start(a.data_dir, a.seeds)
+  else:
+    {"conv": conv, "pool": pool}[a.probe]()
+
+
+if __name__ == "__main__":
+  main()
