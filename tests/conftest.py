@@ -20,7 +20,7 @@ def pytest_configure(config):
     folder = tempfile.mkdtemp(prefix="jaxal-xla-cache-")
     _OWN_CACHE.append(folder)
   os.environ["JAX_COMPILATION_CACHE_DIR"] = folder
-  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 
 
 def pytest_unconfigure(config):
