@@ -24,13 +24,8 @@ import numpy as np
 
 
 def _best_ms(fn, *args, repeats=7):
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t0)
-  return 1000 * min(times)
+  from jaxal.cli.benchmarks.roofline import best_seconds
+  return 1000 * best_seconds(fn, *args, repeats=repeats)
 
 
 def conv():

@@ -81,6 +81,22 @@ def _pairs(padding: PaddingLike, in_hw: Sequence[int], kernel: Sequence[int],
   return out
 
 
+def _padded(x: jax.Array, kernel_shape: Sequence[int], strides: Sequence[int],
+            pads: Sequence[tuple[int, int]]) -> tuple[jax.Array, int, int]:
+  """(x zero-padded by `pads`, output height, output width) of a convolution; lax.pad also handles
+  negative padding (cropping) like conv_general_dilated does."""
+  kh, kw = kernel_shape[:2]
+  (plo_h, phi_h), (plo_w, phi_w) = pads
+  xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (plo_h, phi_h, 0), (plo_w, phi_w, 0),
+                                          (0, 0, 0)))
+  hp, wp = xp.shape[1], xp.shape[2]
+  oh = (hp - kh) // strides[0] + 1
+  ow = (wp - kw) // strides[1] + 1
+  if oh <= 0 or ow <= 0:
+    raise ValueError(f"Conv: kernel {kh}x{kw} does not fit the padded input {hp}x{wp}.")
+  return xp, oh, ow
+
+
 def im2col_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
                 pads: Sequence[tuple[int, int]], precision: Any = None) -> jax.Array:
   """2-D convolution of x [B, H, W, C] with kernel [kh, kw, C, F] by patches + one matmul.
@@ -89,15 +105,8 @@ def im2col_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   (i, j, c) order so they line up with `kernel.reshape(kh * kw * C, F)`."""
   kh, kw, cin, cout = kernel.shape
   sh, sw = strides
-  (plo_h, phi_h), (plo_w, phi_w) = pads
-  # lax.pad also handles negative padding (cropping) like conv_general_dilated does.
-  xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (plo_h, phi_h, 0), (plo_w, phi_w, 0),
-                                          (0, 0, 0)))
-  b, hp, wp, _ = xp.shape
-  oh = (hp - kh) // sh + 1
-  ow = (wp - kw) // sw + 1
-  if oh <= 0 or ow <= 0:
-    raise ValueError(f"Conv: kernel {kh}x{kw} does not fit the padded input {hp}x{wp}.")
+  xp, oh, ow = _padded(x, kernel.shape, strides, pads)
+  b = xp.shape[0]
   if kh == 1 and kw == 1 and sh == 1 and sw == 1:
     cols = xp
   else:
@@ -120,14 +129,8 @@ def rows_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   c, f] where 0 <= k - j*sw < kw and 0 elsewhere, built exactly (each entry one kernel value)."""
   kh, kw, cin, cout = kernel.shape
   sh, sw = strides
-  (plo_h, phi_h), (plo_w, phi_w) = pads
-  xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (plo_h, phi_h, 0), (plo_w, phi_w, 0),
-                                          (0, 0, 0)))
-  b, hp, wp, _ = xp.shape
-  oh = (hp - kh) // sh + 1
-  ow = (wp - kw) // sw + 1
-  if oh <= 0 or ow <= 0:
-    raise ValueError(f"Conv: kernel {kh}x{kw} does not fit the padded input {hp}x{wp}.")
+  xp, oh, ow = _padded(x, kernel.shape, strides, pads)
+  b, wp = xp.shape[0], xp.shape[2]
   rows = jnp.stack([lax.slice(xp, (0, i, 0, 0), (b, i + (oh - 1) * sh + 1, wp, cin), (1, sh, 1, 1))
                     for i in range(kh)], axis=2)                   # [B, oh, kh, wp, C]
   rows = rows.reshape((b * oh, kh * wp * cin))

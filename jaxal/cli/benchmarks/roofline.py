@@ -23,7 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def _best_seconds(fn, *args, repeats: int = 5) -> float:
+def best_seconds(fn, *args, repeats: int = 5) -> float:
+  """The fastest of `repeats` runs of `fn(*args)` after one warm-up run (compilation)."""
   jax.block_until_ready(fn(*args))
   times = []
   for _ in range(repeats):
@@ -38,7 +39,7 @@ def measure_peak(n: int = 2048, dtype=jnp.float32, repeats: int = 5) -> float:
   a = jax.random.normal(jax.random.key(0), (n, n), dtype)
   b = jax.random.normal(jax.random.key(1), (n, n), dtype)
   fn = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
-  return 2.0 * n ** 3 / _best_seconds(fn, a, b, repeats=repeats) / 1e9
+  return 2.0 * n ** 3 / best_seconds(fn, a, b, repeats=repeats) / 1e9
 
 
 def measure_bandwidth(mbytes: int = 256, repeats: int = 5) -> dict:
@@ -46,7 +47,7 @@ def measure_bandwidth(mbytes: int = 256, repeats: int = 5) -> dict:
   sum over it (read once); "best" is the larger."""
   x = jnp.arange(mbytes * 2 ** 20 // 4, dtype=jnp.float32)
   nbytes = x.size * 4
-  read = nbytes / _best_seconds(jax.jit(jnp.sum), x, repeats=repeats) / 1e9
+  read = nbytes / best_seconds(jax.jit(jnp.sum), x, repeats=repeats) / 1e9
   # The output reuses the input's buffer (donated), so no fresh pages are faulted in per pass.
   scale = jax.jit(lambda v: v * 0.5 + 0.25, donate_argnums=0)
   x = jax.block_until_ready(scale(x))
