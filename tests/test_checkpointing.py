@@ -99,6 +99,7 @@ def test_sigkilled_run_resumes_to_the_results_of_an_uninterrupted_run(tmp_path, 
   assert_same_results(json.loads((work / "results.json").read_text()), want)
 
 
+@pytest.mark.slow
 def test_changed_flag_is_refused_naming_the_differing_settings(uninterrupted):
   out, want = uninterrupted()
   p = cli(*CLI_ARGS[1:], "--rounds=7", "--epochs=3", f"--workdir={out}")
@@ -207,6 +208,7 @@ def _corrupt(step_dir, how):
 
 @pytest.mark.parametrize("how", ["truncated_state", "flipped_state_bytes", "garbage_meta",
                                  "missing_state"])
+@pytest.mark.slow
 def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(small, tmp_path, how):
   messages = []
   ckpt = checkpointing.StrategyCheckpoints(str(tmp_path), "entropy", ROUNDS, every=1, keep=2,
@@ -298,6 +300,7 @@ def test_changing_only_checkpoint_settings_or_workdir_keys_is_not_a_difference()
       "b (unset) -> 1"]
 
 
+@pytest.mark.slow
 def test_a_workdir_from_an_older_version_is_refused_with_the_missing_settings(tmp_path):
   """No compatibility shim: a config.json written before settings existed (here: without
   `stop_set` and `test_mc_samples`) is refused, naming them, and --overwrite replaces it."""

@@ -51,6 +51,7 @@ def test_stems_and_stages_have_the_published_shapes(name, stem_kernel, pooled):
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet18_imagenet"])
+@pytest.mark.slow
 def test_logits_are_the_classifier_of_the_pooled_features(name):
   model, v, x = _init(name)
   logits, features = model.apply(v, x)
