@@ -11,12 +11,8 @@ Timings are the best of several runs of an already compiled function."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 import tempfile
-import time
 
 import jax
 import jax.numpy as jnp
@@ -73,27 +69,14 @@ def pool():
 
 
 def start(data_dir: str, seeds: int):
+  from jaxal.cli.benchmarks.fmnist_bald import protocol_command, timed_command
   with tempfile.TemporaryDirectory() as tmp:
-    args = ["--dataset=idx", f"--data_dir={data_dir}", "--model=lenet5", "--strategies=bald",
-            "--uncertainty=mc_dropout", "--mc_samples=20", "--rounds=2", f"--seeds={seeds}",
-            "--initial_size=100", "--query_size=10", "--val_size=0", "--epochs=50",
-            "--batch_size=64", "--optimizer=sgd", "--learning_rate=0.01", "--momentum=0.9",
-            "--reinit", "--eval_batch_size=1024", "--checkpoint_every=0", "--overwrite",
-            f"--compilation_cache={tmp}/cache", "--progress=rounds", f"--workdir={tmp}/w"]
+    work = os.path.join(tmp, "w")
+    cmd = protocol_command(data_dir, 2, seeds, work, os.path.join(tmp, "cache"))
     for run in ("empty cache", "second run", "third run"):
-      t0 = time.perf_counter()
-      p = subprocess.Popen([sys.executable, "-m", "jaxal.cli.run", *args], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
-      at = None
-      for line in p.stdout:
-        if at is None and "] round" in line and " 0/" in line:
-          at = time.perf_counter() - t0
-      if p.wait():
-        raise SystemExit("error: the command failed")
-      with open(os.path.join(tmp, "w", "results.json")) as f:
-        r0 = json.load(f)["runs"][0]["rounds"][0]["seconds"]
-      print(f"{run}: wall {time.perf_counter() - t0:.1f}s, round 0 took {r0:.2f}s and started "
-            f"{at - r0:.2f}s after the command", flush=True)
+      r = timed_command(cmd, work)
+      print(f"{run}: wall {r['seconds']:.1f}s, round 0 took {r['first_round_seconds']:.2f}s and "
+            f"started {r['first_round_starts_at']:.2f}s after the command", flush=True)
 
 
 def main():

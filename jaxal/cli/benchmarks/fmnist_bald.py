@@ -19,6 +19,9 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import jax
@@ -45,20 +48,28 @@ def _scanned(p: common.Problem, seeds, rounds: int) -> dict:
           "selected": [[r["selected"] for r in rec["rounds"]] for rec in records]}
 
 
-def _phased(p: common.Problem, seed: int, rounds: int) -> dict:
-  """One seed, the round split into separately compiled phases, each timed (device-synchronised)."""
+def phase_fns(p: common.Problem) -> dict:
+  """The round's phases as functions of (state, arrays): train(st, pool), evaluate(st, test),
+  score(st, pool) and select(st, scores, pool) (top-K and tell). The pool and test arrays are
+  arguments (closing over them would embed them in the programs)."""
   round_fn, model = p.round_fn, p.model
   unc, chunk = round_fn.uncertainty, round_fn.train_config.eval_batch_size
-  # Pool and test arrays are arguments (closing over them would embed them in the programs).
-  train = jax.jit(lambda st, pool: round_fn.train(st, pool)[:2])
-  evaluate = jax.jit(lambda st, test: round_fn.evaluate(st, test.x, test.y))
-  score = jax.jit(lambda st, pool: acquisition.pool_scores(st, model, pool.x,
-                                                           round_fn.strategy.score, unc, chunk))
 
-  def select_tell(st, scores, pool):
+  def select(st, scores, pool):
     idx = top_k(scores, st.selectable & ~st.labeled, round_fn.budget.query_size)
     return annotation.tell(st, idx, pool.y[idx]), idx
-  select_tell = jax.jit(select_tell)
+  return {"train": lambda st, pool: round_fn.train(st, pool)[:2],
+          "evaluate": lambda st, test: round_fn.evaluate(st, test.x, test.y),
+          "score": lambda st, pool: acquisition.pool_scores(st, model, pool.x,
+                                                            round_fn.strategy.score, unc, chunk),
+          "select": select}
+
+
+def _phased(p: common.Problem, seed: int, rounds: int) -> dict:
+  """One seed, the round split into separately compiled phases, each timed (device-synchronised)."""
+  fns = phase_fns(p)
+  train, evaluate = jax.jit(fns["train"]), jax.jit(fns["evaluate"])
+  score, select_tell = jax.jit(fns["score"]), jax.jit(fns["select"])
 
   state = jax.tree.map(lambda a: a[0], common.initial_states(p, [seed]))
   compile_s = {}
@@ -88,57 +99,66 @@ def _phased(p: common.Problem, seed: int, rounds: int) -> dict:
 BASELINES = {"plain": "fmnist-bald-plain", "baal": "fmnist-bald"}
 
 
-def _cli_command(rounds: int, seeds: int, workdir: str, cache: str) -> list[str]:
+def protocol_command(data_dir: str, rounds: int, seeds: int, workdir: str, cache: str, *,
+                     epochs: int = 50, mc_samples: int = 20, chunk: int = 1024,
+                     train_limit: int = 0) -> list[str]:
   """The jaxal command line that runs the protocol of `common.fmnist_problem`."""
-  import sys  # pylint: disable=import-outside-toplevel
-  cmd = [sys.executable, "-m", "jaxal.cli.run", "--dataset=idx", f"--data_dir={common.fmnist_dir()}",
+  cmd = [sys.executable, "-m", "jaxal.cli.run", "--dataset=idx", f"--data_dir={data_dir}",
          "--model=lenet5", "--strategies=bald", "--uncertainty=mc_dropout",
-         f"--mc_samples={FLAGS.mc_samples}", f"--rounds={rounds}", f"--seeds={seeds}",
-         "--initial_size=100", "--query_size=10", "--val_size=0", f"--epochs={FLAGS.epochs}",
+         f"--mc_samples={mc_samples}", f"--rounds={rounds}", f"--seeds={seeds}",
+         "--initial_size=100", "--query_size=10", "--val_size=0", f"--epochs={epochs}",
          "--batch_size=64", "--optimizer=sgd", "--learning_rate=0.01", "--momentum=0.9",
-         "--reinit", f"--eval_batch_size={FLAGS.chunk}", "--checkpoint_every=0",
+         "--reinit", f"--eval_batch_size={chunk}", "--checkpoint_every=0",
          f"--workdir={workdir}", "--overwrite", f"--compilation_cache={cache}", "--progress=rounds"]
-  if FLAGS.train_limit:
-    cmd += [f"--train_limit={FLAGS.train_limit}",
-            f"--test_limit={max(FLAGS.train_limit // 10, 10)}"]
+  if train_limit:
+    cmd += [f"--train_limit={train_limit}", f"--test_limit={max(train_limit // 10, 10)}"]
   return cmd
+
+
+def timed_command(cmd: list[str], workdir: str, what: str = "") -> dict:
+  """Runs a `jaxal.cli.run` command line (writing to `workdir`) in its own process and times it:
+  wall seconds, round 0's seconds and when round 0 started after the command's start (start-up,
+  data, settings), and from its results.json the final accuracies and selections."""
+  env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")
+         and k != "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"}   # --compilation_cache decides
+  t0 = time.perf_counter()
+  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=env)
+  lines, first_line = [], None
+  for line in proc.stdout:     # the time the line of round 0 is printed (after that round)
+    lines.append(line)
+    if first_line is None and "] round" in line and " 0/" in line:
+      first_line = time.perf_counter() - t0
+  wall = time.perf_counter() - t0
+  if proc.wait():
+    raise SystemExit(f"error: the jaxal command failed{what}:\n" + "".join(lines)[-3000:])
+  with open(os.path.join(workdir, "results.json")) as f:
+    runs = json.load(f)["runs"]
+  first = runs[0]["rounds"][0]["seconds"]
+  return {"seconds": wall, "first_round_seconds": first,
+          "first_round_starts_at": None if first_line is None else first_line - first,
+          "final_accuracy": [r["rounds"][-1]["test_accuracy"] for r in runs],
+          "selected": [[x["selected"] for x in r["rounds"]] for r in runs]}
+
+
+def _cli_command(rounds: int, seeds: int, workdir: str, cache: str) -> list[str]:
+  return protocol_command(common.fmnist_dir(), rounds, seeds, workdir, cache, epochs=FLAGS.epochs,
+                          mc_samples=FLAGS.mc_samples, chunk=FLAGS.chunk,
+                          train_limit=FLAGS.train_limit)
 
 
 def _whole_command(rounds: int, seeds: int) -> dict:
   """The jaxal command end to end, in its own process: with an empty compilation cache (cold) and
   again with the cache the first run filled (warm)."""
-  import subprocess  # pylint: disable=import-outside-toplevel
-  import tempfile  # pylint: disable=import-outside-toplevel
   out = {}
   with tempfile.TemporaryDirectory() as tmp:
     cache = os.path.join(tmp, "xla")
     for name in ("cold", "warm"):
       work = os.path.join(tmp, name)
-      cmd = _cli_command(rounds, seeds, work, cache)
-      env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")
-             and k != "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"}
-      t0 = time.perf_counter()
-      proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=env)
-      lines, first_line = [], None
-      for line in proc.stdout:     # the time the line of round 0 is printed (after that round)
-        lines.append(line)
-        if first_line is None and "] round" in line and " 0/" in line:
-          first_line = time.perf_counter() - t0
-      wall = time.perf_counter() - t0
-      if proc.wait():
-        raise SystemExit(f"error: the jaxal command failed ({name} cache):\n"
-                         + "".join(lines)[-3000:])
-      with open(os.path.join(work, "results.json")) as f:
-        runs = json.load(f)["runs"]
-      first = runs[0]["rounds"][0]["seconds"]
-      out[name] = {"seconds": wall, "first_round_seconds": first,
-                   # from the command's start to the start of round 0 (start-up, data, settings)
-                   "first_round_starts_at": None if first_line is None else first_line - first,
-                   "final_accuracy": [r["rounds"][-1]["test_accuracy"] for r in runs],
-                   "selected": [[x["selected"] for x in r["rounds"]] for r in runs]}
-      print(f"jaxal whole command, {name} compilation cache: {wall:.1f}s ({seeds} seeds)",
-            flush=True)
+      out[name] = timed_command(_cli_command(rounds, seeds, work, cache), work,
+                                f" ({name} cache)")
+      print(f"jaxal whole command, {name} compilation cache: {out[name]['seconds']:.1f}s "
+            f"({seeds} seeds)", flush=True)
     out["command"] = " ".join(_cli_command(rounds, seeds, "<workdir>", "<cache>"))
   return out
 
@@ -161,7 +181,10 @@ def _load_baselines(rounds: int, seeds: list) -> dict:
     for path in FLAGS.torch_json.split(","):
       with open(path) as f:
         torch = json.load(f)
-      name = next(k for k, v in BASELINES.items() if v == torch["workload"])
+      name = {v: k for k, v in BASELINES.items()}.get(torch.get("workload"))
+      if name is None:
+        raise SystemExit(f"error: --torch_json={path!r} holds workload {torch.get('workload')!r}; "
+                         f"accepted: the output of torch_reference.py {' or '.join(BASELINES.values())}.")
       out[name] = _baseline(name, torch, rounds)
     return out
   names = [b for b in FLAGS.baselines.split(",") if b]
@@ -187,8 +210,9 @@ def _roofline(p: common.Problem, phased: dict, rounds: int) -> dict:
   peak = roofline.measure_peak()
   bandwidth = roofline.measure_bandwidth()
   state = jax.tree.map(lambda a: a[0], common.initial_states(p, [0]))
-  units = roofline.fmnist_phase_units(p, state, rounds, initial=100, query=10)
-  model_units = roofline.fmnist_phase_units(p, state, rounds, initial=100, query=10,
+  fns = phase_fns(p)
+  units = roofline.fmnist_phase_units(p, state, fns, rounds, initial=100, query=10)
+  model_units = roofline.fmnist_phase_units(p, state, fns, rounds, initial=100, query=10,
                                             conv_impl="xla")
   rows = roofline.table(units, phased["phase_seconds"], peak, bandwidth["best"], model_units)
   roofline.print_table(rows, peak, bandwidth)

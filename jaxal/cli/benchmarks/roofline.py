@@ -16,6 +16,7 @@ or skinny matmuls, many small ops, loop steps), not the hardware's limits."""
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import jax
@@ -62,8 +63,9 @@ def measure_bandwidth(mbytes: int = 256, repeats: int = 5) -> dict:
 
 def cost(fn, *args) -> tuple[float, float]:
   """(flops, bytes accessed) of `jax.jit(fn)(*args)` by XLA's cost analysis of the compiled
-  program (loop bodies counted once)."""
-  analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
+  program (loop bodies counted once). `fn` is traced anew (through a fresh wrapper, so no cached
+  trace is reused: settings read at trace time, such as `JAXAL_CONV_IMPL`, apply)."""
+  analysis = jax.jit(lambda *a: fn(*a)).lower(*args).compile().cost_analysis()
   if isinstance(analysis, (list, tuple)):     # older JAX: one dict per computation
     analysis = analysis[0]
   return float(analysis.get("flops", 0.0)), float(analysis.get("bytes accessed", 0.0))
@@ -94,19 +96,20 @@ ADVICE = {
 }
 
 
-def fmnist_phase_units(p, state, rounds: int, initial: int, query: int,
+def fmnist_phase_units(p, state, fns: dict, rounds: int, initial: int, query: int,
                        conv_impl: str | None = None) -> dict:
   """{phase: (flops, bytes)} for the whole of `rounds` rounds of the fmnist-bald problem `p`
-  (jaxal.cli.benchmarks.common.Problem) from the state `state` (one seed). With `conv_impl`, the
-  units are traced with that convolution lowering (`JAXAL_CONV_IMPL`), e.g. "xla" to count the
-  model's own multiply-adds rather than those the faster lowerings execute."""
-  import os  # pylint: disable=import-outside-toplevel
+  (jaxal.cli.benchmarks.common.Problem) from the state `state` (one seed). `fns`: the phases'
+  functions (`fmnist_bald.phase_fns`); evaluate, score and select are costed on one chunk (one
+  call for select), train by one optimiser step. With `conv_impl`, the units are traced with that
+  convolution lowering (`JAXAL_CONV_IMPL`), e.g. "xla" to count the model's own multiply-adds
+  rather than those the faster lowerings execute."""
   from jaxal.models import conv  # pylint: disable=import-outside-toplevel
   saved = os.environ.get(conv.ENV_VAR)
   if conv_impl:
     os.environ[conv.ENV_VAR] = conv_impl
   try:
-    return _fmnist_units(p, state, rounds, initial, query)
+    return _fmnist_units(p, state, fns, rounds, initial, query)
   finally:
     if saved is None:
       os.environ.pop(conv.ENV_VAR, None)
@@ -114,33 +117,20 @@ def fmnist_phase_units(p, state, rounds: int, initial: int, query: int,
       os.environ[conv.ENV_VAR] = saved
 
 
-def _fmnist_units(p, state, rounds: int, initial: int, query: int) -> dict:
-  from jaxal import acquisition, annotation, training  # pylint: disable=import-outside-toplevel
-  from jaxal.selection.primitives import top_k  # pylint: disable=import-outside-toplevel
-  round_fn, model = p.round_fn, p.model
-  tc, unc = round_fn.train_config, round_fn.uncertainty
-  chunk = tc.eval_batch_size
+def _fmnist_units(p, state, fns: dict, rounds: int, initial: int, query: int) -> dict:
+  from jaxal import training  # pylint: disable=import-outside-toplevel
+  from jaxal.state import LabeledArrays  # pylint: disable=import-outside-toplevel
+  tc = p.round_fn.train_config
+  chunk, batch = tc.eval_batch_size, tc.batch_size
   n_pool, n_test = p.pool.x.shape[0], p.test.x.shape[0]
-  batch = tc.batch_size
-  xb = p.pool.x[:batch]
-  yb = p.pool.y[:batch]
-  w = jnp.ones((batch,), jnp.float32)
-  opt_state = state.opt_state
-  step = lambda v, o, x, y, w, k: training.train_step(model, p.tx, v, o, x, y, w, k, 0.0)
-  step_cost = cost(step, state.variables, opt_state, xb, yb, w, jax.random.key(0))
+  step = lambda v, o, x, y, w, k: training.train_step(p.model, p.tx, v, o, x, y, w, k, 0.0)
+  step_cost = cost(step, state.variables, state.opt_state, p.pool.x[:batch], p.pool.y[:batch],
+                   jnp.ones((batch,), jnp.float32), jax.random.key(0))
   steps = sum(tc.epochs * math.ceil((initial + query * r) / batch) for r in range(rounds))
-
-  xc = p.pool.x[:chunk]
-  score_chunk = lambda st, x: acquisition.pool_scores(st, model, x, round_fn.strategy.score, unc,
-                                                      chunk)
-  score_cost = cost(score_chunk, state, xc)
-  evaluate_chunk = lambda st, x, y: round_fn.evaluate(st, x, y)
-  eval_cost = cost(evaluate_chunk, state, p.test.x[:chunk], p.test.y[:chunk])
-
-  def select_tell(st, scores, pool):
-    idx = top_k(scores, st.selectable & ~st.labeled, round_fn.budget.query_size)
-    return annotation.tell(st, idx, pool.y[idx]), idx
-  select_cost = cost(select_tell, state, jnp.zeros((n_pool,), jnp.float32), p.pool)
+  pool_chunk = LabeledArrays(p.pool.x[:chunk], p.pool.y[:chunk])
+  score_cost = cost(fns["score"], state, pool_chunk)
+  eval_cost = cost(fns["evaluate"], state, LabeledArrays(p.test.x[:chunk], p.test.y[:chunk]))
+  select_cost = cost(fns["select"], state, jnp.zeros((n_pool,), jnp.float32), p.pool)
   scale = lambda c, k: (c[0] * k, c[1] * k)
   return {"train": scale(step_cost, steps),
           "score": scale(score_cost, rounds * math.ceil(n_pool / chunk)),
