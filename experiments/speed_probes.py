@@ -4,6 +4,9 @@ baseline"), each printing its numbers:
   python -m experiments.speed_probes conv      # one layer, 1,024 images: XLA's conv vs rows vs im2col
   python -m experiments.speed_probes pool      # LeNet-5 `fit` (150 steps, batch 64): flax's max_pool
                                                # vs jaxal's, and whether the parameters are identical
+  python -m experiments.speed_probes train     # LeNet-5 `fit` (192 labels, 50 epochs): ms per 64
+                                               # images by lowering, batch size, and 3 seeds by
+                                               # lax.map against vmap
   python -m experiments.speed_probes start --data_dir=<fashion_mnist IDX folder>
                                                # the command three times: when its first round starts
 
@@ -68,6 +71,42 @@ def pool():
   print("parameters identical after 150 steps:", bool(np.array_equal(out["flax"], out["jaxal"])))
 
 
+def train():
+  from jaxal import models, training
+  from jaxal.models import conv as c
+  from jaxal.state import TrainConfig
+  x = jax.random.normal(jax.random.PRNGKey(0), (2000, 28, 28, 1)).round(1)
+  y = jax.random.randint(jax.random.PRNGKey(1), (2000,), 0, 10)
+  labeled = jnp.zeros(2000, bool).at[:192].set(True)      # 3 whole batches of 64 an epoch
+  model = models.get_model("lenet5", 10)
+  images = 50 * 192 / 64                                   # the work of one 64-image step
+
+  def fit_fn(batch):
+    cfg = TrainConfig(epochs=50, batch_size=batch, optimizer="sgd", learning_rate=0.01,
+                      momentum=0.9)
+    tx = training.make_optimizer(cfg)
+    return tx, lambda v, o: training.fit(model, tx, v, o, jax.random.PRNGKey(3), x, y, labeled,
+                                         cfg, 200)[0]
+
+  v = training.init_variables(model, jax.random.PRNGKey(2), x[:1])
+  for impl, batch in (("hybrid", 64), ("hybrid_xla", 64), ("hybrid", 32), ("hybrid", 16)):
+    os.environ[c.ENV_VAR] = impl
+    try:
+      tx, fit = fit_fn(batch)
+      ms = _best_ms(jax.jit(fit), v, tx.init(v["params"]), repeats=3)
+    finally:
+      del os.environ[c.ENV_VAR]
+    print(f"{impl}, batch {batch}: {ms / images:.2f} ms per 64 images", flush=True)
+  tx, fit = fit_fn(64)
+  vs = jax.vmap(lambda k: training.init_variables(model, k, x[:1]))(
+      jax.random.split(jax.random.PRNGKey(2), 3))
+  os_ = jax.vmap(lambda v: tx.init(v["params"]))(vs)
+  for name, f in (("lax.map", lambda vs, os_: jax.lax.map(lambda a: fit(*a), (vs, os_))),
+                  ("vmap", jax.vmap(fit))):
+    ms = _best_ms(jax.jit(f), vs, os_, repeats=3)
+    print(f"3 seeds by {name}: {ms / images / 3:.2f} ms per 64 images a seed", flush=True)
+
+
 def start(data_dir: str, seeds: int):
   from jaxal.cli.benchmarks.fmnist_bald import protocol_command, timed_command
   with tempfile.TemporaryDirectory() as tmp:
@@ -81,7 +120,7 @@ def start(data_dir: str, seeds: int):
 
 def main():
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  p.add_argument("probe", choices=("conv", "pool", "start"))
+  p.add_argument("probe", choices=("conv", "pool", "train", "start"))
   p.add_argument("--data_dir", default="")
   p.add_argument("--seeds", type=int, default=3)
   a = p.parse_args()
@@ -90,7 +129,7 @@ def main():
       p.error("start needs --data_dir (a Fashion-MNIST IDX folder)")
     start(a.data_dir, a.seeds)
   else:
-    {"conv": conv, "pool": pool}[a.probe]()
+    {"conv": conv, "pool": pool, "train": train}[a.probe]()
 
 
 if __name__ == "__main__":

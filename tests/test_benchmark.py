@@ -24,6 +24,21 @@ def test_unknown_workload_names_the_accepted_ones():
           in p.stderr)
 
 
+def test_a_wrong_torch_json_is_one_line_before_anything_runs(tmp_path):
+  other = tmp_path / "other.json"
+  other.write_text(json.dumps({"workload": "kmeans", "runs": []}))
+  broken = tmp_path / "broken.json"
+  broken.write_text("{not json")
+  for path, says in ((other, "holds workload 'kmeans'; accepted: the output of torch_reference.py"),
+                     (broken, "cannot be read as JSON"),
+                     (tmp_path / "missing.json", "cannot be read as JSON")):
+    p = bench("fmnist-bald", f"--torch_json={path}", "--repeats=1", "--rounds=1")
+    assert p.returncode != 0
+    assert p.stderr.strip().splitlines()[-1].startswith(f"error: --torch_json='{path}'")
+    assert says in p.stderr
+    assert "jaxal seed" not in p.stdout          # refused before the jaxal runs
+
+
 def test_kmeans_workload_compares_with_scikit_learn(tmp_path):
   out = tmp_path / "k.json"
   p = bench("kmeans", "--kmeans_n=600", "--kmeans_d=4", "--kmeans_k=5", "--repeats=2",

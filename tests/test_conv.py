@@ -95,6 +95,40 @@ def test_im2col_traces_no_convolution_even_in_its_gradient():
   assert conv_mod.forward_impl(1, 32) == "xla" and conv_mod.forward_impl(3, 32) == "xla"
 
 
+@pytest.mark.parametrize("cin,cout,expected", [(1, 6, "rows"), (6, 16, "rows"), (1, 32, "im2col"),
+                                               (3, 32, "im2col")])
+def test_hybrid_trains_with_train_impls_lowering_exactly(cin, cout, expected):
+  # LeNet-5's layers (1 -> 6, 6 -> 16) train with the row lowering, wider ones with im2col; the
+  # differentiated hybrid is that lowering bit for bit (outputs and both gradients), and hybrid_xla
+  # keeps im2col for every layer
+  assert conv_mod.train_impl(cin, cout) == expected
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 12, 12, cin))
+  k = jax.random.normal(jax.random.PRNGKey(1), (5, 5, cin, cout)) * 0.2
+  ct = jax.random.normal(jax.random.PRNGKey(2), (3, 8, 8, cout))
+  pads = ((0, 0), (0, 0))
+  lowering = {"rows": conv_mod.rows_conv, "im2col": conv_mod.im2col_conv}
+
+  def vjp_of(f):
+    y, back = jax.vjp(lambda x, k: f(x, k, (1, 1), pads), x, k)
+    return (y,) + back(ct)
+  hybrid = jax.jit(lambda: vjp_of(conv_mod.hybrid_conv))()
+  exact = jax.jit(lambda: vjp_of(lowering[expected]))()
+  old = jax.jit(lambda: vjp_of(lambda *a: conv_mod.hybrid_conv(*a, forward="xla",
+                                                                train="im2col")))()
+  im2col = jax.jit(lambda: vjp_of(conv_mod.im2col_conv))()
+  for a, b in zip(hybrid, exact):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(old[1:], im2col[1:]):
+    np.testing.assert_array_equal(a, b)
+  # and the row lowering's gradients are the convolution's (float64 numpy reference)
+  ref = _numpy_conv(np.asarray(x, np.float64), np.asarray(k, np.float64), 1, pads)
+  np.testing.assert_allclose(exact[0], ref, rtol=1e-5, atol=1e-5)
+  xs, cts = np.asarray(x, np.float64), np.asarray(ct, np.float64)
+  dk = np.stack([np.stack([np.einsum("bhwc,bhwf->cf", xs[:, i:i + 8, j:j + 8], cts)
+                           for j in range(5)]) for i in range(5)])
+  np.testing.assert_allclose(exact[2], dk, rtol=1e-4, atol=1e-4)
+
+
 def _numpy_conv(x, k, stride, pads):
   """Direct convolution in float64: y[b, i, j, f] = sum over (di, dj, c) of
   xpad[b, i*s + di, j*s + dj, c] * k[di, dj, c, f]."""

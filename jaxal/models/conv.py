@@ -16,15 +16,18 @@ convolution, but as one large matmul: for a convolution with one or two input ch
 narrow output (LeNet-5's first layer, 1 -> 6 channels) it is about 4x faster than XLA:CPU's own
 (measured in BUILD_NOTES.md, issue 21). `impl="hybrid"` runs, when not differentiated, the faster
 of xla and rows for the layer's shape (`forward_impl`: rows for at most `ROWS_MAX_IN` input and
-`ROWS_MAX_OUT` output channels, xla otherwise), and exactly im2col (forward and gradient, via a
-custom VJP) when differentiated, so training is unchanged by the forward's choice. `impl="hybrid_xla"`
-is the hybrid before that choice (xla for every forward pass), kept to compare results with.
+`ROWS_MAX_OUT` output channels, xla otherwise), and when differentiated the lowering that trains
+fastest for the shape (`train_impl`: rows for at most `ROWS_TRAIN_MAX_IN` input and
+`ROWS_TRAIN_MAX_OUT` output channels, LeNet-5's two layers; im2col otherwise), forward and gradient
+via a custom VJP, so the forward pass's choice never changes training. `impl="hybrid_xla"` is the
+first hybrid (xla for every forward pass, im2col for every gradient), kept to compare results with.
 `impl="auto"` (the default) picks hybrid on the CPU backend and xla elsewhere. The environment
 variable `JAXAL_CONV_IMPL` (one of `IMPLS`), read at trace time, overrides the module's `impl` so
 users and benchmarks can force one.
 
 The lowerings add the same products in different orders, so their outputs agree to float32
-rounding (a few ulps), not bit for bit; training, which always runs im2col under hybrid, is the same.
+rounding (a few ulps), not bit for bit. Which lowering trains a layer is part of the results: since
+issue 21's second change LeNet-5 trains with rows (BUILD_NOTES.md), other layers with im2col as before.
 
 Parameters are the same as `nn.Conv`'s: `kernel` [kh, kw, cin, cout] and `bias` [cout], created in
 the same order with the same default initialisers, so parameter trees (and initial values) match.
@@ -44,6 +47,8 @@ from jax import lax
 IMPLS = ("auto", "xla", "im2col", "rows", "hybrid", "hybrid_xla")
 ROWS_MAX_IN = 2     # input channels up to which hybrid's forward pass uses rows_conv
 ROWS_MAX_OUT = 8    # output channels up to which hybrid's forward pass uses rows_conv
+ROWS_TRAIN_MAX_IN = 8     # input channels up to which hybrid trains with rows_conv
+ROWS_TRAIN_MAX_OUT = 16   # output channels up to which hybrid trains with rows_conv
 ENV_VAR = "JAXAL_CONV_IMPL"
 
 PaddingLike = str | int | Sequence[int | tuple[int, int]]
@@ -148,6 +153,11 @@ def forward_impl(cin: int, cout: int) -> str:
   return "rows" if cin <= ROWS_MAX_IN and cout <= ROWS_MAX_OUT else "xla"
 
 
+def train_impl(cin: int, cout: int) -> str:
+  """The lowering hybrid differentiates for a cin -> cout convolution (forward and gradient)."""
+  return "rows" if cin <= ROWS_TRAIN_MAX_IN and cout <= ROWS_TRAIN_MAX_OUT else "im2col"
+
+
 def xla_conv(x, kernel, strides, pads, precision=None):
   return lax.conv_general_dilated(x, kernel, tuple(strides), [tuple(p) for p in pads],
                                   dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
@@ -155,23 +165,24 @@ def xla_conv(x, kernel, strides, pads, precision=None):
 
 def hybrid_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
                 pads: Sequence[tuple[int, int]], precision: Any = None,
-                forward: str | None = None) -> jax.Array:
-  """`lax.conv_general_dilated` when not differentiated (forward-only passes, e.g. `predict` under
-  `lax.map`, where XLA:CPU's convolution is the fastest), and exactly the im2col formulation when
-  differentiated (custom VJP: its forward and its pads/slices/matmuls gradient; the convolution
-  gradients XLA:CPU would otherwise emit are what runs slowly inside loop bodies).
-  Reverse mode only (no jvp / forward-mode autodiff)."""
+                forward: str | None = None, train: str | None = None) -> jax.Array:
+  """`forward` (default `forward_impl`'s choice) when not differentiated (forward-only passes, e.g.
+  `predict` under `lax.map`), and exactly `train` (default `train_impl`'s choice: rows or im2col)
+  when differentiated (custom VJP: that lowering's forward and its autodiff gradient of pads,
+  slices and matmuls; the convolution gradients XLA:CPU would otherwise emit are what runs slowly
+  inside loop bodies). Reverse mode only (no jvp / forward-mode autodiff)."""
   strides, pads = tuple(strides), tuple(tuple(p) for p in pads)
-  im2col = lambda x, k: im2col_conv(x, k, strides, pads, precision)
-  forward = forward or forward_impl(kernel.shape[2], kernel.shape[3])
-  plain = {"xla": xla_conv, "rows": rows_conv}[forward]
+  cin, cout = kernel.shape[2], kernel.shape[3]
+  lowering = {"im2col": im2col_conv, "rows": rows_conv}[train or train_impl(cin, cout)]
+  differentiated = lambda x, k: lowering(x, k, strides, pads, precision)
+  plain = {"xla": xla_conv, "rows": rows_conv}[forward or forward_impl(cin, cout)]
 
   @jax.custom_vjp
   def conv(x, kernel):
     return plain(x, kernel, strides, pads, precision)
 
   def fwd(x, kernel):
-    return jax.vjp(im2col, x, kernel)      # (output, vjp closure: a pytree of residual arrays)
+    return jax.vjp(differentiated, x, kernel)      # (output, vjp closure: a pytree of residual arrays)
 
   def bwd(vjp, g):
     return vjp(g)
@@ -220,7 +231,7 @@ class Conv(nn.Module):
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     pads = _pairs(self.padding, x.shape[1:3], ks, strides)
     fn = {"xla": xla_conv, "im2col": im2col_conv, "rows": rows_conv, "hybrid": hybrid_conv,
-          "hybrid_xla": functools.partial(hybrid_conv, forward="xla")}[resolve_impl(self.impl)]
+          "hybrid_xla": functools.partial(hybrid_conv, forward="xla", train="im2col")}[resolve_impl(self.impl)]
     y = fn(x, kernel, strides, pads, self.precision)
     if bias is not None:
       y = y + bias

@@ -175,24 +175,35 @@ def _baseline(name: str, torch: dict, rounds: int) -> dict:
                                    for k in ("train", "score_select", "evaluate")}}
 
 
-def _load_baselines(rounds: int, seeds: list) -> dict:
-  out = {}
-  if FLAGS.torch_json:
-    for path in FLAGS.torch_json.split(","):
+def _check_baselines() -> list:
+  """The saved baselines of --torch_json, read and checked before anything runs (a wrong file is
+  one line naming the flag, not a failure after the jaxal runs); without it, --baselines checked."""
+  saved = []
+  for path in [p for p in FLAGS.torch_json.split(",") if p]:
+    try:
       with open(path) as f:
         torch = json.load(f)
-      name = {v: k for k, v in BASELINES.items()}.get(torch.get("workload"))
-      if name is None:
-        raise SystemExit(f"error: --torch_json={path!r} holds workload {torch.get('workload')!r}; "
-                         f"accepted: the output of torch_reference.py {' or '.join(BASELINES.values())}.")
-      out[name] = _baseline(name, torch, rounds)
-    return out
-  names = [b for b in FLAGS.baselines.split(",") if b]
-  bad = [b for b in names if b not in BASELINES]
-  if bad:
+    except (OSError, ValueError) as e:
+      raise SystemExit(f"error: --torch_json={path!r} cannot be read as JSON: {e}") from None
+    name = {v: k for k, v in BASELINES.items()}.get(
+        torch.get("workload") if isinstance(torch, dict) else None)
+    if name is None or not isinstance(torch.get("runs"), list):
+      raise SystemExit(f"error: --torch_json={path!r} holds workload "
+                       f"{torch.get('workload') if isinstance(torch, dict) else None!r}; accepted: "
+                       f"the output of torch_reference.py {' or '.join(BASELINES.values())}.")
+    saved.append((name, torch))
+  bad = [b for b in FLAGS.baselines.split(",") if b and b not in BASELINES]
+  if bad and not saved:
     raise SystemExit(f"error: --baselines={FLAGS.baselines!r}; accepted: "
                      f"{', '.join(BASELINES)} (comma-separated).")
-  for name in names:
+  return saved
+
+
+def _load_baselines(rounds: int, seeds: list, saved: list) -> dict:
+  if saved:
+    return {name: _baseline(name, torch, rounds) for name, torch in saved}
+  out = {}
+  for name in [b for b in FLAGS.baselines.split(",") if b]:
     t0 = time.perf_counter()
     torch = common.torch_reference(BASELINES[name], f"--data_dir={common.fmnist_dir()}",
                                    f"--rounds={rounds}", f"--seeds={len(seeds)}",
@@ -223,6 +234,7 @@ def fmnist_bald() -> dict:
   if FLAGS.train_limit and (FLAGS.torch_json or FLAGS.torch_python):
     raise SystemExit("error: --train_limit runs a reduced pool; the PyTorch baseline runs the whole "
                      "protocol, so the two would not compare (drop --train_limit).")
+  saved = _check_baselines()
   rounds, seeds = FLAGS.rounds, list(range(FLAGS.repeats))
   t_start = time.perf_counter()
   p = common.fmnist_problem(rounds)
@@ -260,7 +272,7 @@ def fmnist_bald() -> dict:
     fused_sel = [[index[np.asarray(s, np.int64)].tolist() for s in r["selected"][0]] for r in runs]
     whole["selects_as_fused"] = all(whole[c]["selected"] == fused_sel for c in ("cold", "warm"))
     out["jaxal"]["whole_command"] = whole
-  base = _load_baselines(rounds, seeds)
+  base = _load_baselines(rounds, seeds, saved)
   out["baselines"] = base
 
   j = out["jaxal"]
