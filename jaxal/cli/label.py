@@ -41,23 +41,18 @@ def _import(path: str) -> None:
   """Fills the open round's labels.csv from a Label Studio export (answers already given are
   kept); the run then goes on as usual."""
   from jaxal.human import labelstudio  # pylint: disable=import-outside-toplevel
-  from jaxal.human.answers import (ClassNames, Item, _csv_header,  # pylint: disable=import-outside-toplevel
+  from jaxal.human.answers import (ClassNames, _csv_header,  # pylint: disable=import-outside-toplevel
                                    read_answers, write_answers)
-  from jaxal.human.pending import PENDING_DIR  # pylint: disable=import-outside-toplevel
+  from jaxal.human.pending import open_question  # pylint: disable=import-outside-toplevel
   cfg = run_cli.resolve_config()
-  root = os.path.join(cfg.workdir, PENDING_DIR)
-  open_rounds = sorted(n for n in os.listdir(root) if n.startswith("round_")) if os.path.isdir(
-      root) else []
-  if not open_rounds or not os.path.exists(os.path.join(root, open_rounds[-1], "pending.json")):
+  asked = open_question(cfg.workdir)
+  if asked is None:
     sys.exit(f"error: --import_labelstudio: {cfg.workdir} has no open round to answer (run the "
              "command once to ask one).")
-  with open(os.path.join(root, open_rounds[-1], "pending.json")) as f:
-    meta = json.load(f)
+  r, items = asked
   with open(os.path.join(cfg.workdir, "config.json")) as f:
     config = json.load(f)
   classes = ClassNames(tuple(config["class_names"]))
-  items = [Item(**d) for d in meta["images"]]
-  r = int(meta["round"])
   csv_path = os.path.join(cfg.workdir, f"round_{r:03d}", "labels.csv")
   try:
     got = labelstudio.read_export(path, items, classes)

@@ -92,6 +92,20 @@ def _load_pending(workdir: str, r: int, like: Any) -> Pending | None:
                  clusters=[Item(**d) for d in meta["clusters"]])
 
 
+def open_question(workdir: str) -> tuple[int, list[Item]] | None:
+  """(round, the items shown) of the newest question asked and not yet answered in `workdir`, read
+  from its pending.json alone (no state is restored), or None when no complete one is open."""
+  import json  # pylint: disable=import-outside-toplevel
+  root = os.path.join(os.path.abspath(workdir), PENDING_DIR)
+  rounds = sorted(n for n in os.listdir(root) if n.startswith("round_") and n[6:].isdigit()) \
+      if os.path.isdir(root) else []
+  if not rounds or not os.path.exists(os.path.join(root, rounds[-1], "pending.json")):
+    return None
+  with open(os.path.join(root, rounds[-1], "pending.json")) as f:
+    meta = json.load(f)
+  return int(meta["round"]), [Item(**d) for d in meta["images"]]
+
+
 def _drop_pending_before(workdir: str, r: int) -> None:
   """Removes pending questions of rounds before `r` (already told and checkpointed)."""
   root = os.path.join(os.path.abspath(workdir), PENDING_DIR)
