@@ -209,7 +209,7 @@ def run(round_fn: Round, pool: LabeledArrays, test: LabeledArrays | None, seeds:
         on_state: Callable[[int, ALState, list[dict]], None] | None = None,
         stop: stopping.StopRules | None = None,
         progress: progress_lib.Reporter | None = None, compile_ahead: bool = True,
-        phases: bool = True) -> list[dict]:
+        phases: bool | float = True) -> list[dict]:
   """Runs `round_fn.budget.rounds` acquisition rounds for all seeds in one program (see
   `over_seeds`), then a final training; optionally resumes from a checkpoint.
 
@@ -240,7 +240,9 @@ def run(round_fn: Round, pool: LabeledArrays, test: LabeledArrays | None, seeds:
       (the programs then report their phases through host callbacks; same values).
     phases: with `progress`, the programs report the phases inside each round (train, evaluate,
       select) through host callbacks; False reports rounds only, and the programs, free of host
-      callbacks, can be kept in JAX's persistent compilation cache.
+      callbacks, can be kept in JAX's persistent compilation cache. A number of seconds: rounds
+      only (cacheable programs, a quick start) until a round takes at least that long, then the
+      programs with the phase reports for the rest of the strategy (compiled then; same values).
     compile_ahead: compile the final program in a background thread during the first round
       (it is a different program from the round), so the last round does not stop to compile.
   Returns:
@@ -268,7 +270,11 @@ def run(round_fn: Round, pool: LabeledArrays, test: LabeledArrays | None, seeds:
                         "with {stop_set} > 0.")
   tracker = stopping.StopTracker(stop, len(records)) if stop is not None and stop.active else None
   step, final = fns or make_round_fns(round_fn, seed_batching,
-                                           progress_hooks=progress is not None and phases)
+                                      progress_hooks=progress is not None and phases is True)
+  rehook = None    # phases after a long round: the programs with the phase reports, made then
+  if progress is not None and fns is None and not isinstance(phases, bool):
+    after = float(phases)
+    rehook = (after, lambda: make_round_fns(round_fn, seed_batching, progress_hooks=True))
   index_map = np.arange(pool.x.shape[0]) if train_index is None else np.asarray(train_index)
   # Resumed after a stop fired (the records say so) but before its final evaluation: do it now.
   stopped = bool(records) and all(rec.get("stopped") for rec in records)
@@ -283,7 +289,7 @@ def run(round_fn: Round, pool: LabeledArrays, test: LabeledArrays | None, seeds:
   try:
     with progress_lib.active(progress) if progress is not None else contextlib.nullcontext():
       return _run_rounds(round_fn, pool, test, step, final, ahead, watch, progress, states,
-                         records, start, stopped, tracker, index_map, on_state, on_round)
+                         records, start, stopped, tracker, index_map, on_state, on_round, rehook)
   finally:
     if ahead is not None:
       ahead.close()
@@ -292,8 +298,9 @@ def run(round_fn: Round, pool: LabeledArrays, test: LabeledArrays | None, seeds:
 
 
 def _run_rounds(round_fn, pool, test, step, final, ahead, watch, progress, states, records, start,
-                stopped, tracker, index_map, on_state, on_round):
-  """`run`'s loop over rounds, from round `start`."""
+                stopped, tracker, index_map, on_state, on_round, rehook=None):
+  """`run`'s loop over rounds, from round `start`. `rehook`: (seconds, make) to switch to the
+  programs `make()` returns once a round took at least `seconds`."""
   rounds = round_fn.budget.rounds
   for r in range(start, rounds + 1):
     is_final = not (r < rounds and not stopped)
@@ -316,6 +323,10 @@ def _run_rounds(round_fn, pool, test, step, final, ahead, watch, progress, state
     warning = watch.update(r, loss)
     if progress is not None:
       progress.end_round(seconds, compiled=compiled)
+    if rehook is not None and seconds >= rehook[0]:
+      if ahead is not None:
+        ahead.get()     # let the final program compiled ahead finish; the new one replaces it
+      (step, final), rehook, ahead = rehook[1](), None, None
     last = stopped or r == rounds
     if tracker is not None and not last:
       labels, spent = jax.device_get((jnp.sum(states.labeled, axis=-1), states.interactions))

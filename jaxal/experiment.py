@@ -220,12 +220,18 @@ def write_results(results: Mapping, workdir: str) -> None:
 
 
 
-def _phases(cfg: Mapping[str, Any]) -> bool:
-  """`--progress`: phases inside each round (host callbacks in the programs), or rounds only (the
-  programs can then be loaded from the compilation cache); "auto": phases on a terminal."""
+PHASES_AFTER_S = 20.0   # "auto" on a terminal: the phase reports once a round takes this long
+
+
+def _phases(cfg: Mapping[str, Any]) -> bool | float:
+  """`--progress`: phases inside each round (host callbacks in the programs, which JAX does not
+  cache), or rounds only (cacheable programs); "auto": on a terminal, rounds (a live line counting
+  the round's seconds and the ETA) until a round takes `PHASES_AFTER_S`, then phases; else rounds."""
   import sys  # pylint: disable=import-outside-toplevel
   mode = cfg.get("progress", "auto")
-  return mode == "phases" or (mode == "auto" and sys.stdout.isatty())
+  if mode == "auto":
+    return PHASES_AFTER_S if sys.stdout.isatty() else False
+  return mode == "phases"
 
 
 def _person_summary(results: Mapping) -> str:

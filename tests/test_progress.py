@@ -136,6 +136,30 @@ def test_progress_phases_in_order_same_results_and_final_compiled_ahead():
 
 
 @pytest.mark.slow
+def test_progress_after_a_long_round_switches_to_the_phase_programs():
+  # phases=<seconds> (what --progress=auto gives on a terminal): round 0 runs the cacheable program
+  # without host callbacks; it took >= 0 s, so the later rounds run the programs with the phase
+  # reports. The values are the same as without progress.
+  round_fn, pool, test, splits, y = _setup(st.entropy(), rounds=2, seeds=(0,))
+  off = jaxal.run(round_fn, pool, test, [0], splits)
+  events = []
+
+  class Recording(progress.Reporter):
+    def phase(self, name, *values):
+      events.append((self.round, name))
+      super().phase(name, *values)
+
+  for after, expected in ((0.0, [(1, "train"), (1, "evaluate"), (1, "select"), (2, "train"),
+                                 (2, "evaluate")]),
+                          (1e9, [])):         # no round is that long: never switches
+    events.clear()
+    on = jaxal.run(round_fn, pool, test, [0], splits, phases=after,
+                   progress=Recording(io.StringIO(), live=True, tick=None))
+    assert _without_seconds(on) == _without_seconds(off)
+    assert sorted(events) == sorted(expected)    # (debug callbacks are unordered within a round)
+
+
+@pytest.mark.slow
 def test_progress_rounds_keeps_the_programs_in_the_compilation_cache(tmp_path):
   """`--progress=rounds` compiles the round without host callbacks, so JAX's persistent cache
   (`--compilation_cache`) keeps it; `--progress=phases` programs carry callbacks and are not

@@ -82,7 +82,7 @@ flags.DEFINE_string("initial_labels", _DEFAULT.initial_labels, "--dataset=unlabe
 flags.DEFINE_integer("image_size", _DEFAULT.image_size, "--dataset=unlabeled: resize images to this square side (0 = keep a shared size up to 128, else 64).")
 flags.DEFINE_float("holdout", _DEFAULT.holdout, "--dataset=unlabeled: share of each round's images whose answers are held out of training to measure accuracy (0 = none).")
 flags.DEFINE_string("cold_start", _DEFAULT.cold_start, "--dataset=unlabeled: how the first images are chosen before any label exists: typiclust, kmeans or random (on the inputs' principal components).")
-flags.DEFINE_string("progress", _DEFAULT.progress, "While a round runs: phases (train / evaluate / select, live; the programs carry host callbacks and are not cached), rounds (a line a round; the compiled programs are kept in --compilation_cache) or auto (phases when the output is a terminal).")
+flags.DEFINE_string("progress", _DEFAULT.progress, "While a round runs: phases (train / evaluate / select, live; the programs carry host callbacks and are not cached), rounds (a line a round; the compiled programs are kept in --compilation_cache) or auto (on a terminal: rounds with a live line, then phases once a round takes 20 s or more; rounds otherwise).")
 flags.DEFINE_string("host", _DEFAULT.host, "--oracle=web: the address the labeling page listens on (127.0.0.1 = this machine only).")
 flags.DEFINE_integer("port", _DEFAULT.port, "--oracle=web: the port of the labeling page (0 = any free port).")
 flags.DEFINE_string("token", _DEFAULT.token, "--oracle=web: the access token in the page's URL ('' = a new random one each start).")

@@ -60,7 +60,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 2
   c.oracle = "simulated"
   # Progress while a round runs: phases (train / evaluate / select, live), rounds (a line a round;
-  # the programs can come from the compilation cache) or auto (phases on a terminal).
+  # the programs can come from the compilation cache) or auto (on a terminal: rounds, then phases
+  # once a round takes 20 s).
   c.progress = "auto"
   # A pool without labels (--dataset=unlabeled) and the labeling page (--oracle=web).
   c.initial_labels = ""
