@@ -617,9 +617,12 @@ def test_shared_fashion_mnist():
 
 
 @pytest.mark.slow
-def test_shared_cifar10_zip(request):
+def test_shared_cifar10_zip(request, tmp_path):
   path = _shared("cifar10-jpeg.zip")
-  cache = request.config.cache.mkdir("jaxal-dataset-cache")  # persists across pytest runs
+  if getattr(request.config, "cache", None) is not None:
+    cache = request.config.cache.mkdir("jaxal-dataset-cache")  # persists across pytest runs
+  else:  # `-p no:cacheprovider`: decoded afresh into this test's folder
+    cache = tmp_path / "jaxal-dataset-cache"
   ds = load_dataset("folder", path, cache_dir=str(cache))
   assert ds.x_train.shape == (50000, 32, 32, 3) and ds.x_test.shape == (10000, 32, 32, 3)
   assert ds.class_names == ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
