@@ -27,7 +27,8 @@ users and benchmarks can force one.
 
 The lowerings add the same products in different orders, so their outputs agree to float32
 rounding (a few ulps), not bit for bit. Which lowering trains a layer is part of the results: since
-issue 21's second change LeNet-5 trains with rows (BUILD_NOTES.md), other layers with im2col as before.
+issue 21's change 4 (BUILD_NOTES.md) LeNet-5 trains with rows, other layers with im2col as before;
+`JAXAL_CONV_IMPL=hybrid_xla` reproduces LeNet-5 runs (and resumes checkpoints) made before it.
 
 Parameters are the same as `nn.Conv`'s: `kernel` [kh, kw, cin, cout] and `bias` [cout], created in
 the same order with the same default initialisers, so parameter trees (and initial values) match.
