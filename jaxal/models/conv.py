@@ -28,7 +28,8 @@ users and benchmarks can force one.
 The lowerings add the same products in different orders, so their outputs agree to float32
 rounding (a few ulps), not bit for bit. Which lowering trains a layer is part of the results: since
 issue 21's change 4 (BUILD_NOTES.md) LeNet-5 trains with rows, other layers with im2col as before;
-`JAXAL_CONV_IMPL=hybrid_xla` reproduces LeNet-5 runs (and resumes checkpoints) made before it.
+`JAXAL_CONV_IMPL=hybrid_xla` reproduces LeNet-5 runs made before change 1 (runs made between
+changes 1 and 4 scored with rows and trained with im2col, which no setting selects now).
 
 Parameters are the same as `nn.Conv`'s: `kernel` [kh, kw, cin, cout] and `bias` [cout], created in
 the same order with the same default initialisers, so parameter trees (and initial values) match.
