@@ -24,6 +24,7 @@ def test_unknown_workload_names_the_accepted_ones():
           in p.stderr)
 
 
+@pytest.mark.slow
 def test_a_wrong_torch_json_is_one_line_before_anything_runs(tmp_path):
   other = tmp_path / "other.json"
   other.write_text(json.dumps({"workload": "kmeans", "runs": []}))
