@@ -273,8 +273,7 @@ def run(round_fn: Round, pool: LabeledArrays, test: LabeledArrays | None, seeds:
                                       progress_hooks=progress is not None and phases is True)
   rehook = None    # phases after a long round: the programs with the phase reports, made then
   if progress is not None and fns is None and not isinstance(phases, bool):
-    after = float(phases)
-    rehook = (after, lambda: make_round_fns(round_fn, seed_batching, progress_hooks=True))
+    rehook = (float(phases), lambda: make_round_fns(round_fn, seed_batching, progress_hooks=True))
   index_map = np.arange(pool.x.shape[0]) if train_index is None else np.asarray(train_index)
   # Resumed after a stop fired (the records say so) but before its final evaluation: do it now.
   stopped = bool(records) and all(rec.get("stopped") for rec in records)
@@ -323,9 +322,7 @@ def _run_rounds(round_fn, pool, test, step, final, ahead, watch, progress, state
     warning = watch.update(r, loss)
     if progress is not None:
       progress.end_round(seconds, compiled=compiled)
-    if rehook is not None and seconds >= rehook[0]:
-      if ahead is not None:
-        ahead.get()     # let the final program compiled ahead finish; the new one replaces it
+    if rehook is not None and seconds >= rehook[0]:   # (the final compiled ahead is replaced)
       (step, final), rehook, ahead = rehook[1](), None, None
     last = stopped or r == rounds
     if tracker is not None and not last:

@@ -165,6 +165,9 @@ def xla_conv(x, kernel, strides, pads, precision=None):
                                   dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision)
 
 
+LOWERINGS = {"xla": xla_conv, "im2col": im2col_conv, "rows": rows_conv}
+
+
 def hybrid_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
                 pads: Sequence[tuple[int, int]], precision: Any = None,
                 forward: str | None = None, train: str | None = None) -> jax.Array:
@@ -175,16 +178,16 @@ def hybrid_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   inside loop bodies). Reverse mode only (no jvp / forward-mode autodiff)."""
   strides, pads = tuple(strides), tuple(tuple(p) for p in pads)
   cin, cout = kernel.shape[2], kernel.shape[3]
-  lowering = {"im2col": im2col_conv, "rows": rows_conv}[train or train_impl(cin, cout)]
+  lowering = LOWERINGS[train or train_impl(cin, cout)]
   differentiated = lambda x, k: lowering(x, k, strides, pads, precision)
-  plain = {"xla": xla_conv, "rows": rows_conv}[forward or forward_impl(cin, cout)]
+  plain = LOWERINGS[forward or forward_impl(cin, cout)]
 
   @jax.custom_vjp
   def conv(x, kernel):
     return plain(x, kernel, strides, pads, precision)
 
   def fwd(x, kernel):
-    return jax.vjp(differentiated, x, kernel)      # (output, vjp closure: a pytree of residual arrays)
+    return jax.vjp(differentiated, x, kernel)   # (output, vjp closure: a pytree of residuals)
 
   def bwd(vjp, g):
     return vjp(g)
@@ -232,8 +235,9 @@ class Conv(nn.Module):
             if self.use_bias else None)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     pads = _pairs(self.padding, x.shape[1:3], ks, strides)
-    fn = {"xla": xla_conv, "im2col": im2col_conv, "rows": rows_conv, "hybrid": hybrid_conv,
-          "hybrid_xla": functools.partial(hybrid_conv, forward="xla", train="im2col")}[resolve_impl(self.impl)]
+    fn = {**LOWERINGS, "hybrid": hybrid_conv,
+          "hybrid_xla": functools.partial(hybrid_conv, forward="xla", train="im2col")}[
+              resolve_impl(self.impl)]
     y = fn(x, kernel, strides, pads, self.precision)
     if bias is not None:
       y = y + bias

@@ -185,11 +185,10 @@ def _check_baselines() -> list:
         torch = json.load(f)
     except (OSError, ValueError) as e:
       raise SystemExit(f"error: --torch_json={path!r} cannot be read as JSON: {e}") from None
-    name = {v: k for k, v in BASELINES.items()}.get(
-        torch.get("workload") if isinstance(torch, dict) else None)
+    workload = torch.get("workload") if isinstance(torch, dict) else None
+    name = {v: k for k, v in BASELINES.items()}.get(workload)
     if name is None or not isinstance(torch.get("runs"), list):
-      raise SystemExit(f"error: --torch_json={path!r} holds workload "
-                       f"{torch.get('workload') if isinstance(torch, dict) else None!r}; accepted: "
+      raise SystemExit(f"error: --torch_json={path!r} holds workload {workload!r}; accepted: "
                        f"the output of torch_reference.py {' or '.join(BASELINES.values())}.")
     saved.append((name, torch))
   bad = [b for b in FLAGS.baselines.split(",") if b and b not in BASELINES]
