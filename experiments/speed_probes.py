@@ -1,11 +1,13 @@
 """The small measurements behind issue 21's changes (BUILD_NOTES.md, "Speed against the strongest
 baseline"), each printing its numbers:
 
-  python -m experiments.speed_probes conv      # one layer, 1,024 images: XLA's conv vs rows vs im2col
+  python -m experiments.speed_probes conv      # one layer, 1,024 images: XLA's conv vs rows (whole
+                                               # rows, and training's tiles) vs im2col
   python -m experiments.speed_probes pool      # LeNet-5 `fit` (150 steps, batch 64): flax's max_pool
                                                # vs jaxal's, and whether the parameters are identical
   python -m experiments.speed_probes train     # LeNet-5 `fit` (192 labels, 50 epochs): ms per 64
-                                               # images by lowering, batch size, and 3 seeds by
+                                               # images by lowering (rows in tiles or whole
+                                               # rows), batch size, and 3 seeds by
                                                # lax.map against vmap
   python -m experiments.speed_probes start --data_dir=<fashion_mnist IDX folder>
                                                # the command three times: when its first round starts
@@ -36,8 +38,10 @@ def conv():
   for shape, ks, pads in cases:
     x = jax.random.normal(jax.random.PRNGKey(0), shape)
     k = jax.random.normal(jax.random.PRNGKey(1), ks) * 0.2
+    tiled = lambda x, k, s, p: c.rows_conv(x, k, s, p, tile="train")   # training's tiles
     row = {name: _best_ms(jax.jit(lambda x, k, f=f: f(x, k, (1, 1), pads)), x, k)
-           for name, f in (("xla", c.xla_conv), ("rows", c.rows_conv), ("im2col", c.im2col_conv))}
+           for name, f in (("xla", c.xla_conv), ("rows", c.rows_conv), ("rows in tiles", tiled),
+                           ("im2col", c.im2col_conv))}
     print(f"{shape} * {ks}: " + ", ".join(f"{n} {t:.2f} ms" for n, t in row.items())
           + f"; hybrid's forward: {c.forward_impl(ks[2], ks[3])}", flush=True)
 
@@ -89,14 +93,21 @@ def train():
                                          cfg, 200)[0]
 
   v = training.init_variables(model, jax.random.PRNGKey(2), x[:1])
-  for impl, batch in (("hybrid", 64), ("hybrid_xla", 64), ("hybrid", 32), ("hybrid", 16)):
+  row_tile = c.row_tile
+  for impl, batch, tiles in (("hybrid", 64, "tiled"), ("hybrid", 64, "whole rows"),
+                             ("hybrid_xla", 64, ""), ("hybrid", 32, "tiled"),
+                             ("hybrid", 16, "tiled")):
     os.environ[c.ENV_VAR] = impl
+    if tiles == "whole rows":      # change 4's row lowering: every layer in whole output rows
+      c.row_tile = lambda ow, kw: ow
     try:
       tx, fit = fit_fn(batch)
       ms = _best_ms(jax.jit(fit), v, tx.init(v["params"]), repeats=3)
     finally:
       del os.environ[c.ENV_VAR]
-    print(f"{impl}, batch {batch}: {ms / images:.2f} ms per 64 images", flush=True)
+      c.row_tile = row_tile
+    print(f"{impl}{f' ({tiles})' if tiles else ''}, batch {batch}: {ms / images:.2f} ms per 64 "
+          "images", flush=True)
   tx, fit = fit_fn(64)
   vs = jax.vmap(lambda k: training.init_variables(model, k, x[:1]))(
       jax.random.split(jax.random.PRNGKey(2), 3))

@@ -156,6 +156,66 @@ def test_rows_conv_matches_a_direct_numpy_convolution(shape, kernel, stride, pad
   np.testing.assert_allclose(y, _numpy_conv(x, k, stride, pads), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape,kernel,stride,pads,tiles", [
+    ((3, 28, 28, 1), (5, 5, 1, 6), 1, ((2, 2), (2, 2)), (1, 2, 4, 7, 14, 28)),   # LeNet-5's first
+    ((2, 9, 7, 2), (3, 4, 2, 3), 2, ((1, 0), (2, 1)), (1, 2, 4)),                 # strided, uneven
+])
+def test_rows_conv_in_tiles_matches_numpy_in_value_and_gradients(shape, kernel, stride, pads,
+                                                                  tiles):
+  # Any tile width that divides the output row gives the convolution and its gradients
+  # (float64 numpy references: the direct sum, and the input / kernel gradients written out).
+  x = jax.random.normal(jax.random.PRNGKey(0), shape)
+  k = jax.random.normal(jax.random.PRNGKey(1), kernel)
+  ref = _numpy_conv(x, k, stride, pads)
+  ct = np.asarray(jax.random.normal(jax.random.PRNGKey(2), ref.shape), np.float64)
+  kh, kw = kernel[:2]
+  xp = np.pad(np.asarray(x, np.float64), ((0, 0), pads[0], pads[1], (0, 0)))
+  dk, dxp = np.zeros(kernel), np.zeros_like(xp)
+  for i in range(ref.shape[1]):
+    for j in range(ref.shape[2]):
+      patch = xp[:, i * stride:i * stride + kh, j * stride:j * stride + kw, :]
+      dk += np.einsum("bhwc,bf->hwcf", patch, ct[:, i, j])
+      dxp[:, i * stride:i * stride + kh, j * stride:j * stride + kw, :] += np.einsum(
+          "hwcf,bf->bhwc", np.asarray(k, np.float64), ct[:, i, j])
+  dx = dxp[:, pads[0][0]:pads[0][0] + shape[1], pads[1][0]:pads[1][0] + shape[2]]
+  for tile in tiles:
+    y, back = jax.vjp(lambda x, k, t=tile: conv_mod.rows_conv(x, k, (stride, stride), pads, tile=t),
+                      x, k)
+    gx, gk = back(jnp.asarray(ct, jnp.float32))
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5, err_msg=f"tile {tile}")
+    np.testing.assert_allclose(gx, dx, rtol=1e-4, atol=1e-4, err_msg=f"tile {tile}")
+    np.testing.assert_allclose(gk, dk, rtol=1e-4, atol=1e-4, err_msg=f"tile {tile}")
+  with pytest.raises(ValueError, match=r"tile=3 must divide the output width"):
+    conv_mod.rows_conv(x, k, (stride, stride), pads, tile=3)
+
+
+def test_hybrid_trains_lenet5_first_layer_in_tiles_and_scores_in_whole_rows():
+  # differentiated: rows_conv in row_tile's tiles (4 columns), bit for bit; forward only: whole
+  # rows, bit for bit (so scoring and evaluation are those of change 4)
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 28, 28, 1))
+  k = jax.random.normal(jax.random.PRNGKey(1), (5, 5, 1, 6)) * 0.2
+  ct = jax.random.normal(jax.random.PRNGKey(2), (3, 28, 28, 6))
+  pads = ((2, 2), (2, 2))
+
+  def vjp_of(f):
+    y, back = jax.vjp(lambda x, k: f(x, k, (1, 1), pads), x, k)
+    return (y,) + back(ct)
+  hybrid = jax.jit(lambda: vjp_of(conv_mod.hybrid_conv))()
+  tiled = jax.jit(lambda: vjp_of(lambda *a: conv_mod.rows_conv(*a, tile=4)))()
+  for a, b in zip(hybrid, tiled):
+    np.testing.assert_array_equal(a, b)
+  forward = jax.jit(lambda x, k: conv_mod.hybrid_conv(x, k, (1, 1), pads))(x, k)
+  whole = jax.jit(lambda x, k: conv_mod.rows_conv(x, k, (1, 1), pads))(x, k)
+  np.testing.assert_array_equal(forward, whole)
+
+
+def test_row_tile_splits_wide_rows_only():
+  # LeNet-5's first layer (28 output columns, 5x5): tiles of 4; its second (8 columns): whole rows
+  assert conv_mod.row_tile(28, 5) == 4 and conv_mod.row_tile(8, 5) == 8
+  assert conv_mod.row_tile(30, 5) == 3 and conv_mod.row_tile(12, 3) == 2
+  assert conv_mod.row_tile(29, 5) == 29      # a prime width: no tile of 2 or more divides it
+
+
 def test_impl_selection_env_var_and_auto(monkeypatch):
   monkeypatch.delenv(conv_mod.ENV_VAR, raising=False)
   expected_auto = "hybrid" if jax.default_backend() == "cpu" else "xla"

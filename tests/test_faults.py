@@ -124,7 +124,7 @@ def _results(path):
 def test_ctrl_c_exits_130_without_a_traceback_and_the_run_resumes(tmp_path, capsys):
   # Enough rounds that the run is still going when the signal lands, even with every program
   # already in the test run's compilation cache.
-  args = ("--dataset=digits", "--epochs=20", "--rounds=30", "--query_size=5", "--seeds=1",
+  args = ("--dataset=digits", "--epochs=20", "--rounds=12", "--query_size=5", "--seeds=1",
           "--strategies=random")
   work = tmp_path / "interrupted"
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
@@ -137,7 +137,7 @@ def test_ctrl_c_exits_130_without_a_traceback_and_the_run_resumes(tmp_path, caps
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   try:
     for line in proc.stdout:
-      if "round   0/30" in line:
+      if "round   0/12" in line:
         break
     # A SIGINT that lands in a garbage-collection callback is swallowed by Python ("Exception
     # ignored"), as a second Ctrl-C would not be: send it until the process stops.

@@ -14,9 +14,11 @@ wide matmul per output row block: the kh input rows an output row needs, side by
 row repeated along the band, zeros elsewhere). It does wp/kw times the multiply-adds of the direct
 convolution, but as one large matmul: for a convolution with one or two input channels and a
 narrow output (LeNet-5's first layer, 1 -> 6 channels) it is about 4x faster than XLA:CPU's own
-(measured in BUILD_NOTES.md, issue 21). `impl="hybrid"` runs, when not differentiated, the faster
-of xla and rows for the layer's shape (`forward_impl`: rows for at most `ROWS_MAX_IN` input and
-`ROWS_MAX_OUT` output channels, xla otherwise), and when differentiated the lowering that trains
+(measured in BUILD_NOTES.md, issue 21). When `hybrid` trains with it, a wide output row is split
+into tiles of a few columns (`row_tile`), each with a band only as wide as the tile needs, which
+does fewer wasted multiply-adds and trains LeNet-5's first layer faster. `impl="hybrid"` runs,
+when not differentiated, the faster of xla and rows for the layer's shape (`forward_impl`: rows
+for at most `ROWS_MAX_IN` input and `ROWS_MAX_OUT` output channels, xla otherwise), and when differentiated the lowering that trains
 fastest for the shape (`train_impl`: rows for at most `ROWS_TRAIN_MAX_IN` input and
 `ROWS_TRAIN_MAX_OUT` output channels, LeNet-5's two layers; im2col otherwise), forward and gradient
 via a custom VJP, so the forward pass's choice never changes training. `impl="hybrid_xla"` is the
@@ -29,7 +31,8 @@ The lowerings add the same products in different orders, so their outputs agree 
 rounding (a few ulps), not bit for bit. Which lowering trains a layer is part of the results: since
 issue 21's change 4 (BUILD_NOTES.md) LeNet-5 trains with rows, other layers with im2col as before;
 `JAXAL_CONV_IMPL=hybrid_xla` reproduces LeNet-5 runs made before change 1 (runs made between
-changes 1 and 4 scored with rows and trained with im2col, which no setting selects now).
+changes 1 and 4 scored with rows and trained with im2col, and runs between changes 4 and 5 trained
+the first layer in whole rows, which no setting selects now).
 
 Parameters are the same as `nn.Conv`'s: `kernel` [kh, kw, cin, cout] and `bias` [cout], created in
 the same order with the same default initialisers, so parameter trees (and initial values) match.
@@ -126,26 +129,53 @@ def im2col_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   return y.reshape((b, oh, ow, cout))
 
 
+def row_tile(ow: int, kw: int) -> int:
+  """Output columns per tile when `hybrid` trains a layer with `rows_conv`: whole rows, unless a
+  row is wide against the kernel (ow >= 4 * kw), then the largest divisor of ow that is at most
+  kw - 1 (a band of kw - 1 + kw input columns instead of the whole padded row). Measured on
+  LeNet-5 (BUILD_NOTES.md, issue 21, change 5): its first layer (28 output columns, 5x5 kernel)
+  trains 6-7% faster a step in tiles of 4; its second (8 columns) is fastest in whole rows.
+  Forward-only passes keep whole rows, which are as fast or faster there."""
+  if ow < 4 * kw:
+    return ow
+  tile = max(d for d in range(1, max(kw - 1, 1) + 1) if ow % d == 0)
+  return tile if tile >= 2 else ow
+
+
 def rows_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
-              pads: Sequence[tuple[int, int]], precision: Any = None) -> jax.Array:
+              pads: Sequence[tuple[int, int]], precision: Any = None,
+              tile: int | str | None = None) -> jax.Array:
   """2-D convolution of x [B, H, W, C] with kernel [kh, kw, C, F] as one matmul of input row
   blocks by a banded kernel matrix (see the module docstring).
 
-  Output row i needs padded input rows i*sh + di (di < kh): those rows, whole, side by side are
-  the left factor [B*oh, kh*wp*C]. The right factor M[(di, k, c), (j, f)] is kernel[di, k - j*sw,
-  c, f] where 0 <= k - j*sw < kw and 0 elsewhere, built exactly (each entry one kernel value)."""
+  Output columns are taken `tile` at a time (None: whole rows; "train": `row_tile`'s choice; else
+  a divisor of the output width): output row i, columns [t*tile, (t+1)*tile), needs padded input
+  rows i*sh + di (di < kh) at columns [t*tile*sw, t*tile*sw + tw), tw = (tile - 1)*sw + kw: those
+  row pieces side by side are the left factor [B*oh*(ow/tile), kh*tw*C]. The right factor, the
+  same for every tile, M[(di, k, c), (j, f)] is kernel[di, k - j*sw, c, f] where
+  0 <= k - j*sw < kw and 0 elsewhere, built exactly (each entry one kernel value). In whole rows,
+  tw is the padded width (the products of change 4, BUILD_NOTES.md, in the same order)."""
   kh, kw, cin, cout = kernel.shape
   sh, sw = strides
   xp, oh, ow = _padded(x, kernel.shape, strides, pads)
-  b, wp = xp.shape[0], xp.shape[2]
-  rows = jnp.stack([lax.slice(xp, (0, i, 0, 0), (b, i + (oh - 1) * sh + 1, wp, cin), (1, sh, 1, 1))
-                    for i in range(kh)], axis=2)                   # [B, oh, kh, wp, C]
-  rows = rows.reshape((b * oh, kh * wp * cin))
-  band = np.zeros((wp, ow, kw), np.float32)                        # band[k, j, dj] = [k == j*sw + dj]
-  j, dj = np.meshgrid(np.arange(ow), np.arange(kw), indexing="ij")
+  b = xp.shape[0]
+  if tile is None:
+    tile, tw = ow, xp.shape[2]
+  else:
+    tile = row_tile(ow, kw) if tile == "train" else int(tile)
+    if tile < 1 or ow % tile:
+      raise ValueError(f"rows_conv: tile={tile} must divide the output width {ow}.")
+    tw = xp.shape[2] if tile == ow else (tile - 1) * sw + kw
+  tiles = ow // tile
+  rows = jnp.stack([lax.slice(xp, (0, i, t * tile * sw, 0),
+                              (b, i + (oh - 1) * sh + 1, t * tile * sw + tw, cin), (1, sh, 1, 1))
+                    for t in range(tiles) for i in range(kh)], axis=2)   # [B, oh, T*kh, tw, C]
+  rows = rows.reshape((b * oh * tiles, kh * tw * cin))
+  band = np.zeros((tw, tile, kw), np.float32)                  # band[k, j, dj] = [k == j*sw + dj]
+  j, dj = np.meshgrid(np.arange(tile), np.arange(kw), indexing="ij")
   band[j * sw + dj, j, dj] = 1.0
   m = jnp.einsum("kjd,adcf->akcjf", jnp.asarray(band, kernel.dtype), kernel,
-                 precision=lax.Precision.HIGHEST).reshape((kh * wp * cin, ow * cout))
+                 precision=lax.Precision.HIGHEST).reshape((kh * tw * cin, tile * cout))
   y = jnp.dot(rows, m, precision=precision)
   return y.reshape((b, oh, ow, cout))
 
@@ -179,6 +209,8 @@ def hybrid_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   strides, pads = tuple(strides), tuple(tuple(p) for p in pads)
   cin, cout = kernel.shape[2], kernel.shape[3]
   lowering = LOWERINGS[train or train_impl(cin, cout)]
+  if lowering is rows_conv:    # trains in `row_tile`'s tiles
+    lowering = functools.partial(rows_conv, tile="train")
   differentiated = lambda x, k: lowering(x, k, strides, pads, precision)
   plain = LOWERINGS[forward or forward_impl(cin, cout)]
 
