@@ -157,7 +157,7 @@ def test_rows_conv_matches_a_direct_numpy_convolution(shape, kernel, stride, pad
 
 
 @pytest.mark.parametrize("shape,kernel,stride,pads,tiles", [
-    ((3, 28, 28, 1), (5, 5, 1, 6), 1, ((2, 2), (2, 2)), (1, 2, 4, 7, 14, 28)),   # LeNet-5's first
+    ((3, 28, 28, 1), (5, 5, 1, 6), 1, ((2, 2), (2, 2)), (4, 7, 28)),   # LeNet-5's first layer
     ((2, 9, 7, 2), (3, 4, 2, 3), 2, ((1, 0), (2, 1)), (1, 2, 4)),                 # strided, uneven
 ])
 def test_rows_conv_in_tiles_matches_numpy_in_value_and_gradients(shape, kernel, stride, pads,
@@ -179,9 +179,11 @@ def test_rows_conv_in_tiles_matches_numpy_in_value_and_gradients(shape, kernel, 
           "hwcf,bf->bhwc", np.asarray(k, np.float64), ct[:, i, j])
   dx = dxp[:, pads[0][0]:pads[0][0] + shape[1], pads[1][0]:pads[1][0] + shape[2]]
   for tile in tiles:
-    y, back = jax.vjp(lambda x, k, t=tile: conv_mod.rows_conv(x, k, (stride, stride), pads, tile=t),
-                      x, k)
-    gx, gk = back(jnp.asarray(ct, jnp.float32))
+    @jax.jit
+    def value_and_grads(x, k, ct, t=tile):
+      y, back = jax.vjp(lambda x, k: conv_mod.rows_conv(x, k, (stride, stride), pads, tile=t), x, k)
+      return (y,) + back(ct)
+    y, gx, gk = value_and_grads(x, k, jnp.asarray(ct, jnp.float32))
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5, err_msg=f"tile {tile}")
     np.testing.assert_allclose(gx, dx, rtol=1e-4, atol=1e-4, err_msg=f"tile {tile}")
     np.testing.assert_allclose(gk, dk, rtol=1e-4, atol=1e-4, err_msg=f"tile {tile}")
