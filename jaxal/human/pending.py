@@ -5,6 +5,7 @@ does not train again."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 from typing import Any
@@ -62,7 +63,6 @@ def _load_pending(workdir: str, r: int, like: Any) -> Pending | None:
   the states (the trained state has those of the round's input).
   A half-written one (no pending.json) is removed; a damaged one raises LabelFileError saying what
   to delete."""
-  import json  # pylint: disable=import-outside-toplevel
   import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
   path = pending_dir(workdir, r)
   meta_path = os.path.join(path, "pending.json")
@@ -92,28 +92,30 @@ def _load_pending(workdir: str, r: int, like: Any) -> Pending | None:
                  clusters=[Item(**d) for d in meta["clusters"]])
 
 
+def _pending_rounds(workdir: str) -> list[int]:
+  """The rounds that have a folder under `<workdir>/checkpoints/pending`, in order."""
+  root = os.path.join(os.path.abspath(workdir), PENDING_DIR)
+  names = os.listdir(root) if os.path.isdir(root) else []
+  return sorted(int(n[6:]) for n in names if n.startswith("round_") and n[6:].isdigit())
+
+
 def open_question(workdir: str) -> tuple[int, list[Item]] | None:
   """(round, the items shown) of the newest question asked and not yet answered in `workdir`, read
   from its pending.json alone (no state is restored), or None when no complete one is open."""
-  import json  # pylint: disable=import-outside-toplevel
-  root = os.path.join(os.path.abspath(workdir), PENDING_DIR)
-  rounds = sorted(n for n in os.listdir(root) if n.startswith("round_") and n[6:].isdigit()) \
-      if os.path.isdir(root) else []
-  if not rounds or not os.path.exists(os.path.join(root, rounds[-1], "pending.json")):
+  rounds = _pending_rounds(workdir)
+  meta_path = os.path.join(pending_dir(workdir, rounds[-1]), "pending.json") if rounds else ""
+  if not os.path.exists(meta_path):
     return None
-  with open(os.path.join(root, rounds[-1], "pending.json")) as f:
+  with open(meta_path) as f:
     meta = json.load(f)
   return int(meta["round"]), [Item(**d) for d in meta["images"]]
 
 
 def _drop_pending_before(workdir: str, r: int) -> None:
   """Removes pending questions of rounds before `r` (already told and checkpointed)."""
-  root = os.path.join(os.path.abspath(workdir), PENDING_DIR)
-  if not os.path.isdir(root):
-    return
-  for name in os.listdir(root):
-    if name.startswith("round_") and name[6:].isdigit() and int(name[6:]) < r:
-      shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+  for q in _pending_rounds(workdir):
+    if q < r:
+      shutil.rmtree(pending_dir(workdir, q), ignore_errors=True)
 
 
 def remove_rounds(workdir: str) -> None:

@@ -18,10 +18,11 @@ narrow output (LeNet-5's first layer, 1 -> 6 channels) it is about 4x faster tha
 into tiles of a few columns (`row_tile`), each with a band only as wide as the tile needs, which
 does fewer wasted multiply-adds and trains LeNet-5's first layer faster. `impl="hybrid"` runs,
 when not differentiated, the faster of xla and rows for the layer's shape (`forward_impl`: rows
-for at most `ROWS_MAX_IN` input and `ROWS_MAX_OUT` output channels, xla otherwise), and when differentiated the lowering that trains
-fastest for the shape (`train_impl`: rows for at most `ROWS_TRAIN_MAX_IN` input and
-`ROWS_TRAIN_MAX_OUT` output channels, LeNet-5's two layers; im2col otherwise), forward and gradient
-via a custom VJP, so the forward pass's choice never changes training. `impl="hybrid_xla"` is the
+for at most `ROWS_MAX_IN` input and `ROWS_MAX_OUT` output channels, xla otherwise), and when
+differentiated the lowering that trains fastest for the shape (`train_impl`: rows for at most
+`ROWS_TRAIN_MAX_IN` input and `ROWS_TRAIN_MAX_OUT` output channels, LeNet-5's two layers; im2col
+otherwise), forward and gradient via a custom VJP, so the forward pass's choice never changes
+training. `impl="hybrid_xla"` is the
 first hybrid (xla for every forward pass, im2col for every gradient), kept to compare results with.
 `impl="auto"` (the default) picks hybrid on the CPU backend and xla elsewhere. The environment
 variable `JAXAL_CONV_IMPL` (one of `IMPLS`), read at trace time, overrides the module's `impl` so
@@ -159,14 +160,10 @@ def rows_conv(x: jax.Array, kernel: jax.Array, strides: Sequence[int],
   sh, sw = strides
   xp, oh, ow = _padded(x, kernel.shape, strides, pads)
   b = xp.shape[0]
-  if tile is None:
-    tile, tw = ow, xp.shape[2]
-  else:
-    tile = row_tile(ow, kw) if tile == "train" else int(tile)
-    if tile < 1 or ow % tile:
-      raise ValueError(f"rows_conv: tile={tile} must divide the output width {ow}.")
-    tw = xp.shape[2] if tile == ow else (tile - 1) * sw + kw
-  tiles = ow // tile
+  tile = ow if tile is None else row_tile(ow, kw) if tile == "train" else int(tile)
+  if tile < 1 or ow % tile:
+    raise ValueError(f"rows_conv: tile={tile} must divide the output width {ow}.")
+  tiles, tw = ow // tile, xp.shape[2] if tile == ow else (tile - 1) * sw + kw
   rows = jnp.stack([lax.slice(xp, (0, i, t * tile * sw, 0),
                               (b, i + (oh - 1) * sh + 1, t * tile * sw + tw, cin), (1, sh, 1, 1))
                     for t in range(tiles) for i in range(kh)], axis=2)   # [B, oh, T*kh, tw, C]
