@@ -8,6 +8,7 @@ baal (`python -m venv /tmp/baal && /tmp/baal/bin/pip install torch==2.13.0 baal`
       [--rounds=10 --seeds=3 --out=baal.json]
   <torch python> experiments/torch_reference.py fmnist-bald-plain --data_dir=<...> [--init=flax]
   <torch python> experiments/torch_reference.py train-throughput [--repeats=3 --out=torch.json]
+  <torch python> experiments/torch_reference.py train-parity --data_dir=<...> --sets=<sets.npz>
 
 fmnist-bald: baal 2.x's own loop (ModelWrapper, ActiveLearningDataset, ActiveLearningLoop, the BALD
 heuristic, MC dropout through `patch_module`) on Fashion-MNIST with the LeNet-5 that jaxal's
@@ -24,6 +25,9 @@ network before its first dropout once per pool item, the head S times), batches 
 train-throughput: plain PyTorch training steps (forward, loss, backward, SGD step) over 1,024
 labeled items in batches of 64, samples/s for one epoch (median over repeats, after one warm-up
 epoch), for lenet5 (28x28x1) and cnn3 (32x32x3).
+
+train-parity: fmnist-bald's training alone (Flax's initialisers), on the labeled sets that
+`jaxal-benchmark train-parity` drew, for the test accuracy of each (jaxal trains on the same sets).
 
 Prints one JSON object on the last line of stdout and writes it to --out when given.
 """
@@ -246,6 +250,40 @@ def fmnist_bald_plain(args):
           "rounds": args.rounds, "runs": runs}
 
 
+def train_parity(args):
+  """LeNet-5 with Flax's initialisers trained as in fmnist-bald (epochs of batch 64, SGD lr 0.01,
+  momentum 0.9) on each labeled set of --sets (an .npz of int64 indices into the training set,
+  keys "<size>_<seed>", written by `jaxal-benchmark train-parity`), torch seeded with the seed;
+  the test accuracy of each."""
+  x, y, xt, yt = load_fmnist(args.data_dir)
+  sets = np.load(args.sets)
+  accuracy = {}
+  for key in sets.files:
+    torch.manual_seed(int(key.split("_")[1]))
+    model = LeNet5()
+    for m in model.modules():
+      if isinstance(m, (nn.Conv2d, nn.Linear)):
+        flax_init_(m)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    idx = torch.from_numpy(sets[key].astype(np.int64))
+    model.train()
+    for _ in range(args.epochs):
+      perm = idx[torch.randperm(len(idx))]
+      for i in range(0, len(perm), 64):
+        b = perm[i:i + 64]
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x[b]), y[b]).backward()
+        opt.step()
+    model.eval()
+    correct = 0
+    with torch.inference_mode():
+      for i in range(0, len(xt), 1024):
+        correct += int((model(xt[i:i + 1024]).argmax(1) == yt[i:i + 1024]).sum())
+    accuracy[key] = correct / len(xt)
+  return {"workload": "train-parity", "torch": torch.__version__, "epochs": args.epochs,
+          "threads": torch.get_num_threads(), "accuracy": accuracy}
+
+
 def flax_init_(m):
   """Flax's defaults, so both libraries train the same network: kernel ~ lecun_normal (a normal
   truncated at 2 standard deviations, rescaled to variance 1 / fan_in), bias 0."""
@@ -305,7 +343,8 @@ def train_throughput(args):
 
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  p.add_argument("workload", choices=("fmnist-bald", "fmnist-bald-plain", "train-throughput"))
+  p.add_argument("workload", choices=("fmnist-bald", "fmnist-bald-plain", "train-throughput",
+                                          "train-parity"))
   p.add_argument("--data_dir", default="")
   p.add_argument("--rounds", type=int, default=10)
   p.add_argument("--seeds", type=int, default=1)
@@ -321,14 +360,17 @@ def main(argv=None):
                  help="fmnist-bald: run seeds first_seed, ..., first_seed + seeds - 1")
   p.add_argument("--threads", type=int, default=0,
                  help="torch intra-op threads (0: torch's default, one per core)")
+  p.add_argument("--sets", default="", help="train-parity: the .npz of labeled sets")
   p.add_argument("--out", default="")
   args = p.parse_args(argv)
   if args.threads:
     torch.set_num_threads(args.threads)
-  if args.workload.startswith("fmnist-bald") and not args.data_dir:
+  if args.workload == "train-parity" and not args.sets:
+    p.error("--sets (the .npz of labeled sets written by jaxal-benchmark train-parity) is required")
+  if args.workload in ("fmnist-bald", "fmnist-bald-plain", "train-parity") and not args.data_dir:
     p.error(f"--data_dir (the Fashion-MNIST IDX folder) is required for {args.workload}")
   out = {"fmnist-bald": fmnist_bald, "fmnist-bald-plain": fmnist_bald_plain,
-         "train-throughput": train_throughput}[args.workload](args)
+         "train-throughput": train_throughput, "train-parity": train_parity}[args.workload](args)
   if args.out:
     with open(args.out, "w") as f:
       json.dump(out, f, indent=1)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,8 +20,8 @@ def bench(*args):
 def test_unknown_workload_names_the_accepted_ones():
   p = bench("fastest")
   assert p.returncode != 0
-  assert ("accepted: fmnist-bald, train-throughput, score-throughput, seeds, kmeans, pool-scale, "
-          "strategy-memory"
+  assert ("accepted: fmnist-bald, train-throughput, train-parity, score-throughput, seeds, kmeans, "
+          "pool-scale, strategy-memory"
           in p.stderr)
 
 
@@ -82,6 +83,43 @@ def test_fmnist_bald_workload_runs_the_protocol_and_its_phases_agree():
   assert all(r["gflop"] > 0 and r["bound"] in ("compute", "memory", "neither")
              for r in roof["phases"][:3])
   assert "roofline: matmul peak" in p.stdout and "| score |" in p.stdout
+
+
+def test_parity_sets_are_balanced_nested_and_the_seeds_own():
+  from jaxal.cli.benchmarks.train_parity import parity_sets
+  y = np.repeat(np.arange(10), 30)[np.random.default_rng(5).permutation(300)]
+  sets = parity_sets(y, [190, 200], [0, 1])
+  assert sorted(sets) == ["190_0", "190_1", "200_0", "200_1"]
+  for s in (0, 1):
+    big = sets[f"200_{s}"]
+    assert len(set(big.tolist())) == 200
+    np.testing.assert_array_equal(np.bincount(y[big], minlength=10), np.full(10, 20))
+    np.testing.assert_array_equal(sets[f"190_{s}"], big[:190])    # each size a prefix
+  assert not np.array_equal(sets["200_0"], sets["200_1"])
+  again = parity_sets(y, [200], [1])
+  np.testing.assert_array_equal(again["200_1"], sets["200_1"])   # the seed alone decides
+  with pytest.raises(SystemExit, match="must be a multiple of 10"):
+    parity_sets(y, [195], [0])
+
+
+@pytest.mark.slow
+def test_train_parity_workload_trains_every_set_and_reports_it(tmp_path):
+  root = os.environ.get("JAXAL_SHARED_DATA")
+  if not root or not os.path.isdir(os.path.join(root, "fashion_mnist")):
+    pytest.skip("JAXAL_SHARED_DATA with fashion_mnist is not set")
+  out = tmp_path / "t.json"
+  p = bench("train-parity", f"--data_dir={os.path.join(root, 'fashion_mnist')}",
+            "--parity_sizes=10,20", "--epochs=2", "--repeats=2", "--train_limit=600",
+            f"--out={out}")
+  assert p.returncode == 0, p.stderr
+  res = json.loads(out.read_text())
+  assert [r["labels"] for r in res["results"]] == [10, 20]
+  for r in res["results"]:
+    assert len(r["jaxal"]) == 2 and all(0.0 <= a <= 1.0 for a in r["jaxal"])
+    assert r["jaxal_mean_se"][0] == pytest.approx(np.mean(r["jaxal"]))
+  assert res["torch"] is None and "| labels | jaxal" in p.stdout
+  p = bench("train-parity", "--parity_sizes=0", f"--out={out}")
+  assert p.returncode != 0 and "error: --parity_sizes='0'" in p.stderr
 
 
 @pytest.mark.slow

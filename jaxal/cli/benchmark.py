@@ -25,6 +25,10 @@ Workloads:
                     convolution against the same with XLA's own convolution (`JAXAL_CONV_IMPL=xla`,
                     i.e. plain `flax.linen.Conv`; on CPU so slow in the loop that it is timed once
                     over 256 labels), and plain PyTorch with --torch_python.
+  train-parity      The training alone, for accuracy: LeNet-5 trained as in fmnist-bald on the same
+                    balanced random labeled sets (sizes --parity_sizes, --repeats seeds) in jaxal
+                    and, with --torch_python, in plain PyTorch; test accuracy per set and the
+                    paired difference (mean ± standard error over the seeds).
   score-throughput  BALD with S MC-dropout samples over a 60,000-image pool (MNIST's training set
                     when --data_dir is given, random 28x28 images otherwise), for gal_cnn and lenet5:
                     jaxal's scoring (the network before the first dropout computed once per item)
@@ -54,17 +58,19 @@ from absl import flags
 from jaxal.cli import start
 
 from jaxal.cli.benchmarks import (fmnist_bald, kmeans, pool_scale, score_throughput, seeds,
-                                    strategy_memory, train_throughput)
+                                    strategy_memory, train_parity, train_throughput)
 from jaxal import reporting
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", "", "fmnist-bald / seeds: the Fashion-MNIST IDX folder (default "
+flags.DEFINE_string("data_dir", "", "fmnist-bald / seeds / train-parity: the Fashion-MNIST IDX folder (default "
                     "$JAXAL_SHARED_DATA/fashion_mnist); score-throughput: an MNIST IDX folder "
                     "(random images if empty).")
-flags.DEFINE_integer("repeats", 3, "Timed repeats (the median is reported); fmnist-bald: seeds.")
+flags.DEFINE_integer("repeats", 3, "Timed repeats (the median is reported); fmnist-bald and "
+                     "train-parity: seeds.")
 flags.DEFINE_integer("rounds", 10, "fmnist-bald / seeds: acquisition rounds.")
-flags.DEFINE_integer("epochs", 50, "fmnist-bald / seeds: training epochs per round.")
-flags.DEFINE_integer("train_limit", 0, "fmnist-bald / seeds: a class-stratified sample of this many "
+flags.DEFINE_integer("epochs", 50, "fmnist-bald / seeds / train-parity: training epochs (per "
+                     "round).")
+flags.DEFINE_integer("train_limit", 0, "fmnist-bald / seeds / train-parity: a class-stratified sample of this many "
                      "training images and a tenth as many test images (smoke runs; 0 = all).")
 flags.DEFINE_string("torch_python", "", "Python interpreter with torch (and baal) to run "
                     "experiments/torch_reference.py as the baseline in this command.")
@@ -82,6 +88,8 @@ flags.DEFINE_boolean("roofline", True, "fmnist-bald: measure the machine's matmu
 flags.DEFINE_string("torch_init", "torch", "fmnist-bald: the baseline's initialisation, torch "
                     "(PyTorch's defaults) or flax (the initialisers jaxal uses).")
 flags.DEFINE_boolean("scan", True, "fmnist-bald: also time the whole run as one lax.scan program.")
+flags.DEFINE_string("parity_sizes", "190,200", "train-parity: labeled-set sizes, comma-separated "
+                    "(the largest a multiple of 10: balanced sets).")
 flags.DEFINE_string("seeds_list", "1,3,8", "seeds: seed counts run together.")
 flags.DEFINE_string("seed_batching", "auto", "seeds: vmap, map or auto (see jaxal.round.over_seeds).")
 flags.DEFINE_integer("pool_size", 60000, "score-throughput: pool items to score.")
@@ -104,6 +112,7 @@ flags.DEFINE_string("out", "", "JSON output path (default benchmark-<workload>.j
 # One module of jaxal/cli/benchmarks/ per workload (shared helpers in common.py).
 WORKLOADS = {"fmnist-bald": fmnist_bald.fmnist_bald,
              "train-throughput": train_throughput.train_throughput,
+             "train-parity": train_parity.train_parity,
              "score-throughput": score_throughput.score_throughput,
              "seeds": seeds.seeds_workload,
              "kmeans": kmeans.kmeans_workload,
