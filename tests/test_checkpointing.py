@@ -227,6 +227,7 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(small, tmp_pat
   ckpt.close()
 
 
+@pytest.mark.slow
 def test_half_written_step_directory_is_never_restored(small, tmp_path):
   """Orbax writes `<step>.orbax-checkpoint-tmp*/` and renames it when complete: a kill mid-save
   leaves such a folder, which is not a step (and is removed when the manager opens)."""

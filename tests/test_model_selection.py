@@ -87,6 +87,7 @@ def test_best_val_keeps_the_epoch_a_numpy_reference_picks(scores, every, patienc
                scores[want_epoch - 1][2])
 
 
+@pytest.mark.slow
 def test_reference_is_not_trivial(scores):
   """The validation curve must move, the best epoch must not be the last, and the tie rule (lower
   loss among equal accuracies) must decide it, or the selection tests could not fail."""

@@ -63,6 +63,7 @@ def test_logits_are_the_classifier_of_the_pooled_features(name):
   np.testing.assert_allclose(features @ c["kernel"] + c["bias"], logits, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_head_of_trunk_is_the_whole_network_and_dropout_acts_only_when_asked():
   model, v, x = _init("resnet18")
   assert model.dropout_rate == 0.5 and scoring.has_dropout(model)
