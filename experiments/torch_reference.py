@@ -171,6 +171,30 @@ def fmnist_bald(args):
           "threads": torch.get_num_threads(), "rounds": args.rounds, "runs": runs}
 
 
+def train_sgd(model, x, y, idx, epochs):
+  """fmnist-bald's training: `epochs` epochs over the items `idx` in a fresh random order each,
+  batches of 64 (the last one partial), SGD lr 0.01 with momentum 0.9 from a fresh optimiser."""
+  opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+  model.train()
+  for _ in range(epochs):
+    perm = idx[torch.randperm(len(idx))]
+    for i in range(0, len(perm), 64):
+      b = perm[i:i + 64]
+      opt.zero_grad(set_to_none=True)
+      F.cross_entropy(model(x[b]), y[b]).backward()
+      opt.step()
+
+
+def test_correct(model, xt, yt, chunk):
+  """How many of the test images the network (in eval mode) classifies right."""
+  model.eval()
+  correct = 0
+  with torch.inference_mode():
+    for i in range(0, len(xt), chunk):
+      correct += int((model(xt[i:i + chunk]).argmax(1) == yt[i:i + chunk]).sum())
+  return correct
+
+
 def fmnist_bald_plain(args):
   """The protocol of `fmnist_bald` as a skilled PyTorch user writes it without baal: the network
   up to its first dropout (convolutions and the first dense layer) computed once per pool item in
@@ -211,23 +235,11 @@ def fmnist_bald_plain(args):
           m.reset_parameters()
         if args.init == "flax" and isinstance(m, (nn.Conv2d, nn.Linear)):
           flax_init_(m)
-      opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
       idx = torch.from_numpy(np.flatnonzero(labeled))
       t0 = time.perf_counter()
-      model.train()
-      for _ in range(args.epochs):
-        perm = idx[torch.randperm(len(idx))]
-        for i in range(0, len(perm), 64):
-          b = perm[i:i + 64]
-          opt.zero_grad(set_to_none=True)
-          F.cross_entropy(model(x[b]), y[b]).backward()
-          opt.step()
+      train_sgd(model, x, y, idx, args.epochs)
       t1 = time.perf_counter()
-      model.eval()
-      correct = 0
-      with torch.inference_mode():
-        for i in range(0, len(xt), chunk):
-          correct += int((model(xt[i:i + chunk]).argmax(1) == yt[i:i + chunk]).sum())
+      correct = test_correct(model, xt, yt, chunk)
       t2 = time.perf_counter()
       if r < args.rounds:
         pool = np.flatnonzero(~labeled)
@@ -264,22 +276,8 @@ def train_parity(args):
     for m in model.modules():
       if isinstance(m, (nn.Conv2d, nn.Linear)):
         flax_init_(m)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    idx = torch.from_numpy(sets[key].astype(np.int64))
-    model.train()
-    for _ in range(args.epochs):
-      perm = idx[torch.randperm(len(idx))]
-      for i in range(0, len(perm), 64):
-        b = perm[i:i + 64]
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x[b]), y[b]).backward()
-        opt.step()
-    model.eval()
-    correct = 0
-    with torch.inference_mode():
-      for i in range(0, len(xt), 1024):
-        correct += int((model(xt[i:i + 1024]).argmax(1) == yt[i:i + 1024]).sum())
-    accuracy[key] = correct / len(xt)
+    train_sgd(model, x, y, torch.from_numpy(sets[key].astype(np.int64)), args.epochs)
+    accuracy[key] = test_correct(model, xt, yt, 1024) / len(xt)
   return {"workload": "train-parity", "torch": torch.__version__, "epochs": args.epochs,
           "threads": torch.get_num_threads(), "accuracy": accuracy}
 
