@@ -50,7 +50,7 @@ def parity_sets(y: np.ndarray, sizes: list[int], seeds, num_classes: int = 10) -
 
 def _sizes() -> list[int]:
   try:
-    sizes = [int(v) for v in FLAGS.parity_sizes.split(",") if v.strip()]
+    sizes = sorted({int(v) for v in FLAGS.parity_sizes.split(",") if v.strip()})
   except ValueError:
     sizes = []
   if not sizes or min(sizes) < 1:
@@ -80,7 +80,7 @@ def train_parity() -> dict:
   model, tx = models.get_model("lenet5", 10), training.make_optimizer(tc)
 
   @jax.jit
-  def accuracy(key, labeled):
+  def accuracy(key, labeled, x, y, xt, yt):   # (the data as arguments, not as constants)
     init_key, fit_key = jax.random.split(key)
     variables = training.init_variables(model, init_key, x[:1])
     variables, _, _ = training.fit(model, tx, variables, tx.init(variables["params"]), fit_key,
@@ -92,7 +92,8 @@ def train_parity() -> dict:
   for key, idx in sets.items():
     labeled = np.zeros(x.shape[0], bool)
     labeled[idx] = True
-    mine[key] = float(accuracy(jax.random.PRNGKey(int(key.split("_")[1])), jnp.asarray(labeled)))
+    mine[key] = float(accuracy(jax.random.PRNGKey(int(key.split("_")[1])), jnp.asarray(labeled),
+                               x, y, xt, yt))
   print(f"jaxal: {len(sets)} trainings done", flush=True)
 
   torch = None
