@@ -100,6 +100,8 @@ def test_parity_sets_are_balanced_nested_and_the_seeds_own():
   np.testing.assert_array_equal(again["200_1"], sets["200_1"])   # the seed alone decides
   with pytest.raises(SystemExit, match="must be a multiple of 10"):
     parity_sets(y, [195], [0])
+  with pytest.raises(SystemExit, match=r"needs 40 images of every class; class 0 has 30"):
+    parity_sets(y, [400], [0])
 
 
 @pytest.mark.slow

@@ -62,16 +62,17 @@ from jaxal.cli.benchmarks import (fmnist_bald, kmeans, pool_scale, score_through
 from jaxal import reporting
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("data_dir", "", "fmnist-bald / seeds / train-parity: the Fashion-MNIST IDX folder (default "
-                    "$JAXAL_SHARED_DATA/fashion_mnist); score-throughput: an MNIST IDX folder "
-                    "(random images if empty).")
+flags.DEFINE_string("data_dir", "", "fmnist-bald / seeds / train-parity: the Fashion-MNIST IDX "
+                    "folder (default $JAXAL_SHARED_DATA/fashion_mnist); score-throughput: an MNIST "
+                    "IDX folder (random images if empty).")
 flags.DEFINE_integer("repeats", 3, "Timed repeats (the median is reported); fmnist-bald and "
                      "train-parity: seeds.")
 flags.DEFINE_integer("rounds", 10, "fmnist-bald / seeds: acquisition rounds.")
 flags.DEFINE_integer("epochs", 50, "fmnist-bald / seeds / train-parity: training epochs (per "
                      "round).")
-flags.DEFINE_integer("train_limit", 0, "fmnist-bald / seeds / train-parity: a class-stratified sample of this many "
-                     "training images and a tenth as many test images (smoke runs; 0 = all).")
+flags.DEFINE_integer("train_limit", 0, "fmnist-bald / seeds / train-parity: a class-stratified "
+                     "sample of this many training images and a tenth as many test images (smoke "
+                     "runs; 0 = all).")
 flags.DEFINE_string("torch_python", "", "Python interpreter with torch (and baal) to run "
                     "experiments/torch_reference.py as the baseline in this command.")
 flags.DEFINE_string("torch_json", "", "fmnist-bald: saved outputs of torch_reference.py "

@@ -37,10 +37,14 @@ def parity_sets(y: np.ndarray, sizes: list[int], seeds, num_classes: int = 10) -
   if top % num_classes:
     raise SystemExit(f"error: --parity_sizes: the largest size ({top}) must be a multiple of "
                      f"{num_classes} (a balanced set).")
+  per, have = top // num_classes, np.bincount(y, minlength=num_classes)
+  if have.min() < per:
+    raise SystemExit(f"error: --parity_sizes: the largest size ({top}) needs {per} images of "
+                     f"every class; class {int(np.argmin(have))} has {int(have.min())}.")
   sets = {}
   for s in seeds:
     rng = np.random.default_rng(s)
-    pick = np.concatenate([rng.choice(np.flatnonzero(y == c), top // num_classes, replace=False)
+    pick = np.concatenate([rng.choice(np.flatnonzero(y == c), per, replace=False)
                            for c in range(num_classes)])
     pick = rng.permutation(pick).astype(np.int64)
     for n in sizes:
